@@ -1,0 +1,179 @@
+"""Members' credits and the append-only ledger that explains every balance.
+
+Every change of a balance goes through `_apply`, which updates the member row and appends
+the ledger row in the caller's transaction, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiosqlite
+
+from db import Database, utcnow
+
+
+class LedgerReason(StrEnum):
+    """Why a balance changed; stored in the ledger's `reason` column."""
+
+    WELCOME = "welcome"
+    CHARGE = "charge"
+    REFUND = "refund"
+    GRANT = "grant"
+
+
+class NotEnoughCredits(Exception):
+    """The member's balance cannot cover the change."""
+
+    def __init__(self, balance: int, needed: int) -> None:
+        super().__init__(f"balance {balance} cannot cover {needed}")
+        self.balance = balance
+        self.needed = needed
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One row of the ledger."""
+
+    id: int
+    guild_id: int
+    user_id: int
+    delta: int
+    balance_after: int
+    reason: str
+    note: str | None
+    task_id: str | None
+    actor_id: int | None
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> LedgerEntry:
+        """Build an entry from a `SELECT * FROM ledger` row."""
+        return cls(**{key: row[key] for key in row.keys()})  # noqa: SIM118 - Row has no __iter__ of keys
+
+
+async def ensure_member(
+    conn: aiosqlite.Connection, guild_id: int, user_id: int, starting_credits: int
+) -> int:
+    """Create the member with their starting credits (a ledger row) if new; return the balance."""
+    now = utcnow()
+    cursor = await conn.execute(
+        "INSERT INTO members (guild_id, user_id, balance, created_at) VALUES (?, ?, 0, ?) "
+        "ON CONFLICT DO NOTHING",
+        (guild_id, user_id, now),
+    )
+    if cursor.rowcount == 1:
+        return await _apply(
+            conn, guild_id, user_id, starting_credits, LedgerReason.WELCOME, note="starting credits"
+        )
+    return await balance_in(conn, guild_id, user_id)
+
+
+async def balance_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> int:
+    """Return the member's balance inside an open transaction (0 for a stranger)."""
+    async with conn.execute(
+        "SELECT balance FROM members WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return 0 if row is None else int(row["balance"])
+
+
+async def _apply(
+    conn: aiosqlite.Connection,
+    guild_id: int,
+    user_id: int,
+    delta: int,
+    reason: LedgerReason,
+    *,
+    task_id: str | None = None,
+    actor_id: int | None = None,
+    note: str | None = None,
+) -> int:
+    """Change the balance by `delta` and append the ledger row; return the new balance."""
+    async with conn.execute(
+        "UPDATE members SET balance = balance + ? "
+        "WHERE guild_id = ? AND user_id = ? AND balance + ? >= 0 RETURNING balance",
+        (delta, guild_id, user_id, delta),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        raise NotEnoughCredits(await balance_in(conn, guild_id, user_id), -delta)
+    balance_after = int(row["balance"])
+    await conn.execute(
+        "INSERT INTO ledger (guild_id, user_id, delta, balance_after, reason, note, task_id, "
+        "actor_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (guild_id, user_id, delta, balance_after, reason.value, note, task_id, actor_id, utcnow()),
+    )
+    return balance_after
+
+
+async def charge_task(
+    conn: aiosqlite.Connection, guild_id: int, user_id: int, task_id: str, cost: int
+) -> int:
+    """Take a task's cost from the member; raise NotEnoughCredits when it does not fit."""
+    return await _apply(conn, guild_id, user_id, -cost, LedgerReason.CHARGE, task_id=task_id)
+
+
+async def refund_task(conn: aiosqlite.Connection, task_id: str, note: str) -> int | None:
+    """Give back what the task was charged, once; return the new balance, or None if done before."""
+    async with conn.execute(
+        "SELECT guild_id, user_id, -delta AS amount FROM ledger "
+        "WHERE task_id = ? AND reason = 'charge' AND NOT EXISTS "
+        "(SELECT 1 FROM ledger WHERE task_id = ? AND reason = 'refund')",
+        (task_id, task_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    return await _apply(
+        conn,
+        int(row["guild_id"]),
+        int(row["user_id"]),
+        int(row["amount"]),
+        LedgerReason.REFUND,
+        task_id=task_id,
+        note=note,
+    )
+
+
+async def grant(
+    db: Database,
+    guild_id: int,
+    user_id: int,
+    amount: int,
+    *,
+    actor_id: int,
+    starting_credits: int,
+    note: str | None = None,
+) -> int:
+    """Add (or, when negative, take) credits on an admin's word; return the new balance."""
+    async with db.transaction() as conn:
+        await ensure_member(conn, guild_id, user_id, starting_credits)
+        return await _apply(
+            conn, guild_id, user_id, amount, LedgerReason.GRANT, actor_id=actor_id, note=note
+        )
+
+
+async def balance(db: Database, guild_id: int, user_id: int, starting_credits: int) -> int:
+    """Return the member's balance, giving a newcomer their starting credits."""
+    async with db.transaction() as conn:
+        return await ensure_member(conn, guild_id, user_id, starting_credits)
+
+
+async def ledger_for(db: Database, guild_id: int, user_id: int) -> list[LedgerEntry]:
+    """Return the member's ledger, oldest first."""
+    rows = await db.fetchall(
+        "SELECT * FROM ledger WHERE guild_id = ? AND user_id = ? ORDER BY id", (guild_id, user_id)
+    )
+    return [LedgerEntry.from_row(row) for row in rows]
+
+
+async def unexplained_balances(db: Database) -> list[tuple[int, int, int, int]]:
+    """Return (guild, user, balance, ledger sum) for every member whose ledger disagrees."""
+    rows = await db.fetchall(
+        "SELECT m.guild_id, m.user_id, m.balance, COALESCE(SUM(l.delta), 0) AS total "
+        "FROM members m LEFT JOIN ledger l ON l.guild_id = m.guild_id AND l.user_id = m.user_id "
+        "GROUP BY m.guild_id, m.user_id HAVING m.balance != total"
+    )
+    return [(r["guild_id"], r["user_id"], r["balance"], r["total"]) for r in rows]

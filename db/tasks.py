@@ -1,0 +1,352 @@
+"""Video tasks: their rows, their states, and the credit changes that go with each state.
+
+States (every change is written before the bot acts on it):
+
+    submitting ──provider accepted──▶ rendering ──SUCCESS──▶ delivering ──posted──▶ done
+        │                                 │
+        ├─provider refused──▶ rejected    ├─FAILED──▶ failed
+        └─answer never came─▶ uncertain   └─too long─▶ timed_out
+
+Every state after the arrow-less ones (rejected, uncertain, failed, timed_out) refunds the
+charge in the same transaction that enters it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiosqlite
+
+from db import Database, utcnow
+from db.credits import charge_task, ensure_member, refund_task
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life."""
+
+    SUBMITTING = "submitting"
+    RENDERING = "rendering"
+    DELIVERING = "delivering"
+    DONE = "done"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    UNCERTAIN = "uncertain"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def finished(self) -> bool:
+        """Whether nothing more will happen to the task."""
+        return self in _FINISHED
+
+    @property
+    def refunded(self) -> bool:
+        """Whether entering this state gave the credits back."""
+        return self in _REFUNDED
+
+
+_REFUNDED = frozenset(
+    {TaskState.FAILED, TaskState.REJECTED, TaskState.UNCERTAIN, TaskState.TIMED_OUT}
+)
+_FINISHED = _REFUNDED | {TaskState.DONE}
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """What a member asked for, before it is recorded."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    prompt: str
+    aspect_ratio: str
+    duration: int
+    sound: bool
+    image_urls: tuple[str, ...]
+    cost: int
+    upload_limit: int
+
+
+@dataclass(frozen=True)
+class Task:
+    """A recorded task."""
+
+    id: str
+    guild_id: int
+    channel_id: int
+    user_id: int
+    card_message_id: int | None
+    prompt: str
+    aspect_ratio: str
+    duration: int
+    sound: bool
+    image_urls: tuple[str, ...]
+    cost: int
+    upload_limit: int
+    provider_task_id: str | None
+    state: TaskState
+    next_poll_at: float | None
+    poll_attempts: int
+    delivery_attempts: int
+    result_urls: tuple[str, ...]
+    error: str | None
+    delivery_message_id: int | None
+    delivery_channel_id: int | None
+    delivered_via: str | None
+    created_at: str
+    submitted_at: str | None
+    finished_at: str | None
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Task:
+        """Build a task from a `SELECT * FROM tasks` row."""
+        values = {key: row[key] for key in row.keys()}  # noqa: SIM118 - Row has no key iteration
+        values["sound"] = bool(values["sound"])
+        values["state"] = TaskState(values["state"])
+        values["image_urls"] = tuple(json.loads(values["image_urls"]))
+        values["result_urls"] = tuple(json.loads(values["result_urls"]))
+        return cls(**values)
+
+
+def new_task_id() -> str:
+    """Return a short id a member can read off the task card and type back."""
+    return secrets.token_hex(4)
+
+
+async def reserve(db: Database, request: NewTask, *, starting_credits: int) -> tuple[Task, int]:
+    """Charge the member and record the task in one transaction; return it and the balance left.
+
+    Raises NotEnoughCredits (and records nothing) when the balance cannot cover the cost.
+    """
+    task_id = new_task_id()
+    now = utcnow()
+    async with db.transaction() as conn:
+        await ensure_member(conn, request.guild_id, request.user_id, starting_credits)
+        await conn.execute(
+            "INSERT INTO tasks (id, guild_id, channel_id, user_id, prompt, aspect_ratio, duration, "
+            "sound, image_urls, cost, upload_limit, state, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                task_id,
+                request.guild_id,
+                request.channel_id,
+                request.user_id,
+                request.prompt,
+                request.aspect_ratio,
+                request.duration,
+                int(request.sound),
+                json.dumps(list(request.image_urls)),
+                request.cost,
+                request.upload_limit,
+                TaskState.SUBMITTING.value,
+                now,
+                now,
+            ),
+        )
+        # Raises NotEnoughCredits, rolling back the insert above.
+        balance = await charge_task(conn, request.guild_id, request.user_id, task_id, request.cost)
+        task = await _get_in(conn, task_id)
+    return task, balance
+
+
+async def get(db: Database, task_id: str) -> Task | None:
+    """Return the task with our id or the provider's id."""
+    row = await db.fetchone(
+        "SELECT * FROM tasks WHERE id = ? OR provider_task_id = ?", (task_id, task_id)
+    )
+    return None if row is None else Task.from_row(row)
+
+
+async def _get_in(conn: aiosqlite.Connection, task_id: str) -> Task:
+    async with conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        raise LookupError(f"task {task_id} vanished")
+    return Task.from_row(row)
+
+
+async def _move(
+    conn: aiosqlite.Connection,
+    task_id: str,
+    to: TaskState,
+    *,
+    allowed_from: Collection[TaskState],
+    **columns: object,
+) -> bool:
+    """Move the task to `to` if it is in one of `allowed_from`, setting `columns` too."""
+    now = utcnow()
+    columns = {"state": to.value, "updated_at": now, **columns}
+    if to.finished:
+        columns.setdefault("finished_at", now)
+        columns.setdefault("next_poll_at", None)
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    placeholders = ", ".join("?" for _ in allowed_from)
+    cursor = await conn.execute(
+        f"UPDATE tasks SET {assignments} WHERE id = ? AND state IN ({placeholders})",  # noqa: S608 - names are ours
+        (*columns.values(), task_id, *(state.value for state in allowed_from)),
+    )
+    return cursor.rowcount == 1
+
+
+async def set_card(db: Database, task_id: str, message_id: int) -> None:
+    """Remember the message that shows the task card, so later states can edit it."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE tasks SET card_message_id = ?, updated_at = ? WHERE id = ?",
+            (message_id, utcnow(), task_id),
+        )
+
+
+async def mark_rendering(
+    db: Database, task_id: str, provider_task_id: str, *, next_poll_at: float
+) -> bool:
+    """Record the provider's task id; the poller takes it from here."""
+    async with db.transaction() as conn:
+        return await _move(
+            conn,
+            task_id,
+            TaskState.RENDERING,
+            allowed_from=(TaskState.SUBMITTING,),
+            provider_task_id=provider_task_id,
+            submitted_at=utcnow(),
+            next_poll_at=next_poll_at,
+        )
+
+
+async def finish_with_refund(
+    db: Database,
+    task_id: str,
+    to: TaskState,
+    error: str,
+    *,
+    allowed_from: Collection[TaskState],
+) -> int | None:
+    """Enter a refunding end state and give the credits back in the same transaction.
+
+    Returns the member's new balance, or None when the task was not in `allowed_from`
+    (someone else finished it first) or had been refunded already.
+    """
+    if not to.refunded:
+        raise ValueError(f"{to} does not refund")
+    async with db.transaction() as conn:
+        if not await _move(conn, task_id, to, allowed_from=allowed_from, error=error[:500]):
+            return None
+        return await refund_task(conn, task_id, note=f"{to.value}: {error}"[:200])
+
+
+async def schedule_poll(db: Database, task_id: str, next_poll_at: float) -> None:
+    """Count a poll that found the task still running and set the next one."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE tasks SET poll_attempts = poll_attempts + 1, next_poll_at = ?, updated_at = ? "
+            "WHERE id = ? AND state = 'rendering'",
+            (next_poll_at, utcnow(), task_id),
+        )
+
+
+async def mark_delivering(
+    db: Database, task_id: str, result_urls: tuple[str, ...], *, next_poll_at: float
+) -> bool:
+    """Record the clip's URLs; delivery may now begin."""
+    async with db.transaction() as conn:
+        return await _move(
+            conn,
+            task_id,
+            TaskState.DELIVERING,
+            allowed_from=(TaskState.RENDERING,),
+            result_urls=json.dumps(list(result_urls)),
+            next_poll_at=next_poll_at,
+        )
+
+
+async def schedule_delivery_retry(db: Database, task_id: str, next_attempt_at: float) -> None:
+    """Count a delivery attempt that failed and set when to try again."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE tasks SET delivery_attempts = delivery_attempts + 1, next_poll_at = ?, "
+            "updated_at = ? WHERE id = ? AND state = 'delivering'",
+            (next_attempt_at, utcnow(), task_id),
+        )
+
+
+async def mark_delivered(
+    db: Database, task_id: str, *, via: str, message_id: int | None, channel_id: int | None
+) -> bool:
+    """Record where the clip was posted; the task is done."""
+    async with db.transaction() as conn:
+        return await _move(
+            conn,
+            task_id,
+            TaskState.DONE,
+            allowed_from=(TaskState.DELIVERING,),
+            delivered_via=via,
+            delivery_message_id=message_id,
+            delivery_channel_id=channel_id,
+        )
+
+
+async def due(db: Database, now: float, *, limit: int, exclude: Collection[str] = ()) -> list[Task]:
+    """Return tasks whose next poll or delivery attempt has come, soonest first."""
+    rows = await db.fetchall(
+        "SELECT * FROM tasks WHERE state IN ('rendering', 'delivering') AND next_poll_at <= ? "
+        "ORDER BY next_poll_at LIMIT ?",
+        (now, limit + len(exclude)),
+    )
+    tasks = [Task.from_row(row) for row in rows if row["id"] not in exclude]
+    return tasks[:limit]
+
+
+async def next_due_at(db: Database, *, exclude: Collection[str] = ()) -> float | None:
+    """Return when the soonest poll or delivery attempt is due, leaving out tasks in hand."""
+    placeholders = ", ".join("?" for _ in exclude)
+    row = await db.fetchone(
+        # Only placeholders are interpolated.
+        "SELECT MIN(next_poll_at) FROM tasks WHERE state IN ('rendering', 'delivering') "  # noqa: S608
+        f"AND id NOT IN ({placeholders})",
+        tuple(exclude),
+    )
+    return None if row is None or row[0] is None else float(row[0])
+
+
+async def stranded_submissions(db: Database) -> list[Task]:
+    """Return tasks charged but never confirmed by the provider (their submitter is gone)."""
+    rows = await db.fetchall("SELECT * FROM tasks WHERE state = 'submitting' ORDER BY created_at")
+    return [Task.from_row(row) for row in rows]
+
+
+async def for_member(
+    db: Database, guild_id: int, user_id: int, *, limit: int, offset: int = 0
+) -> list[Task]:
+    """Return the member's tasks in this server, newest first."""
+    rows = await db.fetchall(
+        "SELECT * FROM tasks WHERE guild_id = ? AND user_id = ? "
+        "ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+        (guild_id, user_id, limit, offset),
+    )
+    return [Task.from_row(row) for row in rows]
+
+
+async def count_for_member(db: Database, guild_id: int, user_id: int) -> int:
+    """Return how many tasks the member started in this server."""
+    row = await db.fetchone(
+        "SELECT COUNT(*) FROM tasks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+    )
+    return 0 if row is None else int(row[0])
+
+
+async def search(
+    db: Database, guild_id: int, user_id: int | None, text: str, *, limit: int
+) -> list[Task]:
+    """Return recent tasks in the server (of one member, unless None) whose id or prompt match."""
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = await db.fetchall(
+        "SELECT * FROM tasks WHERE guild_id = ? AND (? IS NULL OR user_id = ?) "
+        "AND (id LIKE ? ESCAPE '\\' OR prompt LIKE ? ESCAPE '\\') "
+        "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        (guild_id, user_id, user_id, pattern, pattern, limit),
+    )
+    return [Task.from_row(row) for row in rows]

@@ -1,0 +1,111 @@
+"""The schema: migrations from any earlier version, pragmas, and what the schema refuses."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from db import Database, MigrationError, migrations
+
+
+async def test_a_new_file_gets_every_migration_and_the_pragmas(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "nested" / "bot.db")
+    try:
+        assert await db.version() == migrations()[-1][0]
+        journal = await db.fetchone("PRAGMA journal_mode")
+        foreign_keys = await db.fetchone("PRAGMA foreign_keys")
+        busy = await db.fetchone("PRAGMA busy_timeout")
+        assert journal is not None and journal[0] == "wal"
+        assert foreign_keys is not None and foreign_keys[0] == 1
+        assert busy is not None and busy[0] >= 1000
+        strict = await db.fetchall("SELECT name, strict FROM pragma_table_list WHERE schema='main'")
+        assert {
+            row["name"]: row["strict"]
+            for row in strict
+            if row["name"] in ("members", "tasks", "ledger", "bot_state")
+        } == {"members": 1, "tasks": 1, "ledger": 1, "bot_state": 1}
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("start", range(len(migrations())))
+async def test_every_earlier_version_migrates_to_the_latest(tmp_path: Path, start: int) -> None:
+    path = tmp_path / "bot.db"
+    old = await Database.open(path, target_version=start)
+    assert await old.version() == start
+    if start >= 1:
+        # Data written under the old schema survives the upgrade.
+        async with old.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO members (guild_id, user_id, balance, created_at) VALUES (1, 2, 5, 'x')"
+            )
+    await old.close()
+
+    db = await Database.open(path)
+    try:
+        assert await db.version() == migrations()[-1][0]
+        if start >= 1:
+            row = await db.fetchone(
+                "SELECT balance FROM members WHERE guild_id = 1 AND user_id = 2"
+            )
+            assert row is not None and row["balance"] == 5
+        await db.set_state("k", "v")
+        assert await db.get_state("k") == "v"
+    finally:
+        await db.close()
+
+
+async def test_opening_twice_applies_nothing_again(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    await (await Database.open(path)).close()
+    db = await Database.open(path)
+    try:
+        assert await db.version() == migrations()[-1][0]
+    finally:
+        await db.close()
+
+
+async def test_a_database_from_newer_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(MigrationError, match="newer than this code"):
+        await Database.open(path)
+
+
+async def test_the_ledger_cannot_be_rewritten(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "bot.db")
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO members (guild_id, user_id, balance, created_at) VALUES (1, 2, 5, 'x')"
+            )
+            await conn.execute(
+                "INSERT INTO ledger (guild_id, user_id, delta, balance_after, reason, created_at) "
+                "VALUES (1, 2, 5, 5, 'welcome', 'x')"
+            )
+        for statement in ("UPDATE ledger SET delta = 500", "DELETE FROM ledger"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                async with db.transaction() as conn:
+                    await conn.execute(statement)
+        row = await db.fetchone("SELECT SUM(delta) FROM ledger")
+        assert row is not None and row[0] == 5
+    finally:
+        await db.close()
+
+
+async def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "bot.db")
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO members (guild_id, user_id, balance, created_at) "
+                    "VALUES (1, 2, 5, 'x')"
+                )
+                raise RuntimeError("boom")
+        assert await db.fetchone("SELECT * FROM members") is None
+    finally:
+        await db.close()
