@@ -1,0 +1,128 @@
+"""Settings read from the environment (and `.env`), validated once at start."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_API_BASE = "https://seedance1-5pro.com/api"
+DEFAULT_DATABASE_URL = "sqlite:///data/seedance-bot.db"
+SANDBOX_KEY = "sandbox"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and never shows its value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the operator configures, in the product's words."""
+
+    discord_token: str
+    seedance_api_key: str
+    seedance_api_base: str = DEFAULT_API_BASE
+    database_path: Path = Path("data/seedance-bot.db")
+    default_credits: int = 260
+    poll_interval_seconds: float = 10.0
+    dev_guild_id: int | None = None
+    log_level: str = "INFO"
+    max_credits_per_day: int | None = None
+    provider_max_rps: float = 5.0
+    render_timeout_seconds: float = 3600.0
+    sandbox_render_seconds: float = 8.0
+
+    def __repr__(self) -> str:
+        # The dataclass repr would print both secrets into any log or traceback.
+        return (
+            f"Settings(api_base={self.seedance_api_base!r}, sandbox={self.sandbox}, "
+            f"database={str(self.database_path)!r}, dev_guild_id={self.dev_guild_id})"
+        )
+
+    @property
+    def sandbox(self) -> bool:
+        """Whether the bot drives its built-in provider simulator instead of the paid API."""
+        return self.seedance_api_key == SANDBOX_KEY
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            discord_token=_required(env, "DISCORD_TOKEN"),
+            seedance_api_key=_required(env, "SEEDANCE_API_KEY"),
+            seedance_api_base=_url(env, "SEEDANCE_API_BASE", DEFAULT_API_BASE),
+            database_path=database_path(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+            default_credits=_int(env, "DEFAULT_CREDITS", 260, minimum=0),
+            poll_interval_seconds=_float(env, "POLL_INTERVAL_SECONDS", 10.0, minimum=0.01),
+            dev_guild_id=_optional_int(env, "DEV_GUILD_ID", minimum=1),
+            log_level=_log_level(env),
+            max_credits_per_day=_optional_int(env, "MAX_CREDITS_PER_DAY", minimum=0),
+            provider_max_rps=_float(env, "PROVIDER_MAX_RPS", 5.0, minimum=0.1),
+            render_timeout_seconds=_float(env, "RENDER_TIMEOUT_SECONDS", 3600.0, minimum=1.0),
+            sandbox_render_seconds=_float(env, "SANDBOX_RENDER_SECONDS", 8.0, minimum=0.0),
+        )
+
+
+def database_path(url: str) -> Path:
+    """Turn `sqlite:///relative.db` or `sqlite:////absolute.db` into a path."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise SettingsError(
+            "DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    return Path(url[len(prefix) :])
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is not set: add it to .env (see .env.example)")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{name} must be an http(s) URL (see .env.example)")
+    return value.rstrip("/")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    value = _optional_int(env, name, minimum=minimum)
+    return default if value is None else value
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number (see .env.example)") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum} (see .env.example)")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number (see .env.example)") from None
+    if not value >= minimum:  # also rejects nan
+        raise SettingsError(f"{name} must be at least {minimum:g} (see .env.example)")
+    return value
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise SettingsError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
