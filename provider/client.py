@@ -1,0 +1,390 @@
+"""Client for the Seedance 1.5 Pro asynchronous video API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json as jsonlib
+import logging
+import math
+import pathlib
+import random
+import time
+from collections.abc import Mapping
+from typing import IO, Any
+
+import aiohttp
+import yarl
+
+from provider.errors import (
+    ClipTooLarge,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderServerError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    error_for_code,
+)
+from provider.models import GenerationRequest, TaskStatus
+
+__all__ = ["SeedanceClient"]
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 64 * 1024
+USER_AGENT = "seedance-video-bot"
+MAX_RETRY_AFTER = 60.0
+
+
+class SeedanceClient:
+    """Talk to the Seedance API over one shared aiohttp session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_key: str,
+        *,
+        request_timeout: float = 30.0,
+        max_attempts: int = 4,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+        max_rps: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._max_attempts = max(1, max_attempts)
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._min_interval = 1.0 / max_rps if max_rps > 0 else 0.0
+        # Jitter only spreads retries out; it needs no cryptographic strength.
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._lock = asyncio.Lock()
+        self._next_slot = 0.0
+        # A 429 pushes this forward so that every request of this client waits.
+        self._not_before = 0.0
+
+    @property
+    def base_url(self) -> str:
+        """Return the API base URL without a trailing slash."""
+        return self._base_url
+
+    async def generate(self, request: GenerationRequest) -> str:
+        """Create a task and return the provider's task id."""
+        # No idempotency key exists, so a timed-out generate is never resent:
+        # the first attempt may have created (and charged) a task.
+        data = await self.request("POST", "/generate", json=request.to_json(), idempotent=False)
+        task_id = data.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderBadResponse("the answer to generate has no task_id", status=200)
+        log.info("Created Seedance task %s", task_id)
+        return task_id
+
+    async def status(self, task_id: str, *, use_post: bool = False) -> TaskStatus:
+        """Read a task's state (GET with a query string, or POST with a JSON body)."""
+        if use_post:
+            data = await self.request("POST", "/status", json={"task_id": task_id}, idempotent=True)
+        else:
+            data = await self.request(
+                "GET", "/status", params={"task_id": task_id}, idempotent=True
+            )
+        return _parse_status(task_id, data)
+
+    async def download(
+        self,
+        url: str,
+        dest: pathlib.Path,
+        *,
+        max_bytes: int,
+        timeout: float = 120.0,  # noqa: ASYNC109 - it is handed to aiohttp as a ClientTimeout
+    ) -> int:
+        """Stream a clip to dest and return its size in bytes."""
+        target = yarl.URL(url)
+        if target.scheme not in ("http", "https") or not target.host:
+            raise ProviderBadResponse("the clip address is not an http(s) URL")
+        # No Authorization header: clip URLs live on a CDN host, not the API.
+        try:
+            async with self._session.get(
+                target, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                log.debug("GET clip %s -> HTTP %s", target.path, resp.status)
+                if resp.status != 200:
+                    raise _download_error(resp.status)
+                declared = resp.content_length
+                if declared is not None and declared > max_bytes:
+                    raise ClipTooLarge(
+                        f"the clip is {declared} bytes, the limit is {max_bytes}", size=declared
+                    )
+                return await self._write_stream(resp, dest, max_bytes, declared)
+        except ProviderError:
+            raise
+        except TimeoutError as exc:
+            raise ProviderTimeout("the clip download took too long") from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderUnavailable(
+                self._scrub(f"the clip download failed: {exc}"), request_sent=True
+            ) from exc
+
+    async def _write_stream(
+        self,
+        resp: aiohttp.ClientResponse,
+        dest: pathlib.Path,
+        max_bytes: int,
+        declared: int | None,
+    ) -> int:
+        fh: IO[bytes] = await asyncio.to_thread(dest.open, "wb")
+        written = 0
+        try:
+            async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise ClipTooLarge(f"the clip is more than {max_bytes} bytes", size=declared)
+                await asyncio.to_thread(fh.write, chunk)
+            await asyncio.to_thread(fh.close)
+        except BaseException:
+            # Clean up synchronously: this also runs while the task is being cancelled.
+            fh.close()
+            with contextlib.suppress(OSError):
+                dest.unlink()  # noqa: ASYNC240
+            raise
+        log.debug("Downloaded %d bytes to %s", written, dest)
+        return written
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, object] | None = None,
+        idempotent: bool,
+    ) -> dict[str, object]:
+        """Send one API call with rate limiting and retries; return its data object."""
+        url = f"{self._base_url}/{path.lstrip('/')}"
+        attempt = 1
+        while True:
+            await self._wait_turn()
+            try:
+                return await self._send(method, url, path, params, json, attempt)
+            except ProviderError as exc:
+                if attempt >= self._max_attempts or not self._should_retry(exc, idempotent):
+                    raise
+                delay = self._retry_delay(exc, attempt)
+                log.warning(
+                    "Seedance %s %s failed (%s); retrying in %.2fs (attempt %d of %d)",
+                    method,
+                    path,
+                    exc,
+                    delay,
+                    attempt + 1,
+                    self._max_attempts,
+                )
+                if not isinstance(exc, ProviderRateLimited):
+                    await asyncio.sleep(delay)
+                # A 429 already moved the shared "not before" mark; _wait_turn honours it.
+                attempt += 1
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, object] | None,
+        attempt: int,
+    ) -> dict[str, object]:
+        headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        try:
+            async with self._session.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=headers,
+                timeout=self._timeout,
+            ) as resp:
+                raw = await resp.read()
+                log.debug(
+                    "Seedance %s %s -> HTTP %s (attempt %d of %d)",
+                    method,
+                    path,
+                    resp.status,
+                    attempt,
+                    self._max_attempts,
+                )
+                return self._parse(resp.status, resp.headers.get("Retry-After"), raw)
+        except ProviderError as exc:
+            if isinstance(exc, ProviderRateLimited):
+                self._slow_down(exc, attempt)
+            raise
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise ProviderUnavailable("timed out connecting to the provider") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise ProviderUnavailable(
+                self._scrub(f"could not connect to the provider: {exc.os_error}")
+            ) from exc
+        except TimeoutError as exc:
+            log.debug("Seedance %s %s timed out (attempt %d)", method, path, attempt)
+            raise ProviderTimeout(f"no answer within {self._timeout.total:g} seconds") from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderUnavailable(
+                self._scrub(f"the connection failed: {type(exc).__name__}: {exc}"),
+                request_sent=True,
+            ) from exc
+
+    def _parse(self, http_status: int, retry_after: str | None, raw: bytes) -> dict[str, object]:
+        body = _decode_json(raw)
+        code = body.get("code") if body is not None else None
+        message = body.get("message") if body is not None else None
+        text = self._scrub(message) if isinstance(message, str) else ""
+        body_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        wait = _parse_retry_after(retry_after)
+
+        if not 200 <= http_status <= 299:
+            if http_status < 400:
+                raise ProviderBadResponse(f"unexpected HTTP {http_status}", status=http_status)
+            err = error_for_code(http_status, text, status=http_status, retry_after=wait)
+            err.code = body_code
+            raise err
+        if body is None:
+            raise ProviderBadResponse("the answer is not a JSON object", status=http_status)
+        if body_code is None:
+            raise ProviderBadResponse("the answer has no integer code", status=http_status)
+        if body_code != 200:
+            err = error_for_code(body_code, text, retry_after=wait)
+            err.status = http_status
+            raise err
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise ProviderBadResponse("the answer has no data object", status=http_status)
+        return data
+
+    def _should_retry(self, exc: ProviderError, idempotent: bool) -> bool:
+        if isinstance(exc, ProviderServerError | ProviderRateLimited):
+            return True
+        if isinstance(exc, ProviderUnavailable):
+            # A connection that broke after sending is as ambiguous as a timeout.
+            return idempotent or not exc.request_sent
+        if isinstance(exc, ProviderTimeout):
+            return idempotent
+        return False
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self._backoff_cap, self._backoff_base * 2.0 ** (attempt - 1))
+        return ceiling * self._rng.random()
+
+    def _retry_delay(self, exc: ProviderError, attempt: int) -> float:
+        if isinstance(exc, ProviderRateLimited):
+            return max(0.0, self._not_before - time.monotonic())
+        return self._backoff(attempt)
+
+    def _slow_down(self, exc: ProviderRateLimited, attempt: int) -> None:
+        delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
+        # A provider asking for an hour would stall every task; a minute is the most we honour.
+        delay = min(delay, MAX_RETRY_AFTER)
+        self._not_before = max(self._not_before, time.monotonic() + delay)
+        log.info("Seedance asked to slow down; pausing requests for %.2fs", delay)
+
+    async def _wait_turn(self) -> None:
+        """Wait until this client may start another request."""
+        while True:
+            async with self._lock:
+                now = time.monotonic()
+                if self._not_before > now:
+                    wait = self._not_before - now
+                    reserved = False
+                else:
+                    slot = max(now, self._next_slot)
+                    self._next_slot = slot + self._min_interval
+                    wait = slot - now
+                    reserved = True
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # A 429 may have arrived while this request waited for its slot.
+            if reserved and self._not_before <= time.monotonic():
+                return
+
+    def _scrub(self, text: str) -> str:
+        if self._api_key:
+            text = text.replace(self._api_key, "[redacted]")
+        return text
+
+
+def _decode_json(raw: bytes) -> dict[str, Any] | None:
+    try:
+        body = jsonlib.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def _download_error(status: int) -> ProviderError:
+    if status >= 500:
+        return ProviderServerError("the clip host failed", status=status)
+    if status >= 400:
+        return ProviderRejected("the clip could not be fetched", status=status)
+    return ProviderBadResponse("the clip host gave an unexpected answer", status=status)
+
+
+def _optional_int(data: Mapping[str, object], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProviderBadResponse(f"the status field {key} is not an integer", status=200)
+    return value
+
+
+def _optional_str(data: Mapping[str, object], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProviderBadResponse(f"the status field {key} is not a string", status=200)
+    return value
+
+
+def _parse_status(task_id: str, data: Mapping[str, object]) -> TaskStatus:
+    status = data.get("status")
+    if not isinstance(status, str) or not status:
+        raise ProviderBadResponse("the status answer has no status", status=200)
+    response = data.get("response")
+    urls: tuple[str, ...]
+    if response is None:
+        urls = ()
+    elif isinstance(response, str):
+        urls = (response,)
+    elif isinstance(response, list) and all(isinstance(u, str) for u in response):
+        urls = tuple(response)
+    else:
+        raise ProviderBadResponse("the status answer has a malformed response list", status=200)
+    reported_id = data.get("task_id")
+    return TaskStatus(
+        task_id=reported_id if isinstance(reported_id, str) and reported_id else task_id,
+        status=status,
+        response_urls=urls,
+        consumed_credits=_optional_int(data, "consumed_credits"),
+        error_message=_optional_str(data, "error_message"),
+        created_at=_optional_str(data, "created_at"),
+    )
