@@ -1,0 +1,95 @@
+"""Start the Seedance video bot: read settings, open shared resources, run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+from dotenv import find_dotenv, load_dotenv
+
+from core.bot import VideoBot
+from core.settings import Settings, SettingsError
+from db import Database
+from provider.client import SeedanceClient
+from provider.simulator import ProviderSimulator
+
+log = logging.getLogger("bot")
+
+
+@contextlib.asynccontextmanager
+async def provider_base(settings: Settings) -> AsyncIterator[str]:
+    """Yield the provider's base URL, serving the built-in simulator in sandbox mode."""
+    if not settings.sandbox:
+        yield settings.seedance_api_base
+        return
+    simulator = ProviderSimulator(render_seconds=settings.sandbox_render_seconds)
+    base = await simulator.start()
+    log.info("Sandbox mode: using the built-in provider simulator at %s; nothing is spent", base)
+    try:
+        yield base
+    finally:
+        await simulator.stop()
+
+
+@contextlib.asynccontextmanager
+async def open_bot(settings: Settings, **client_options: Any) -> AsyncIterator[VideoBot]:
+    """Own the lifetimes of the HTTP session, the provider, the database and the bot.
+
+    `client_options` tune the provider client (tests shorten its timeouts and backoff).
+    """
+    async with aiohttp.ClientSession() as session, provider_base(settings) as base:
+        options = {"max_rps": settings.provider_max_rps, **client_options}
+        provider = SeedanceClient(session, base, settings.seedance_api_key, **options)
+        db = await Database.open(settings.database_path)
+        try:
+            async with VideoBot(settings, db, provider) as bot:
+                yield bot
+        finally:
+            await db.close()
+
+
+async def run(settings: Settings) -> None:
+    """Run the bot until Discord closes it or the process is told to stop."""
+    async with open_bot(settings) as bot:
+        loop = asyncio.get_running_loop()
+        closing: set[asyncio.Task[None]] = set()
+
+        def stop() -> None:
+            # close() lets the renderer finish its step before the database closes.
+            job = asyncio.create_task(bot.close())
+            closing.add(job)
+            job.add_done_callback(closing.discard)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop)
+        await bot.start(settings.discord_token)
+
+
+def main() -> int:
+    """Run the bot; return the process exit status."""
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    discord.utils.setup_logging(level=logging.getLevelName(settings.log_level), root=True)
+    try:
+        asyncio.run(run(settings))
+    except discord.LoginFailure:
+        print("error: Discord refused DISCORD_TOKEN: copy the bot token again", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

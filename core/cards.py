@@ -1,0 +1,94 @@
+"""How tasks look in Discord: the task card and the delivery message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import discord
+
+from db.tasks import Task, TaskState
+from provider.models import PRICES
+
+_TITLES = {
+    TaskState.SUBMITTING: "⏳ Submitting…",
+    TaskState.RENDERING: "🎬 Rendering…",
+    TaskState.DELIVERING: "📤 Posting the clip…",
+    TaskState.DONE: "✅ Done",
+    TaskState.FAILED: "❌ Failed — credits refunded",
+    TaskState.REJECTED: "❌ Not started — credits refunded",
+    TaskState.UNCERTAIN: "⚠️ No answer from the provider — credits refunded",
+    TaskState.TIMED_OUT: "⌛ Timed out — credits refunded",
+}
+_COLOURS = {
+    TaskState.SUBMITTING: discord.Colour.light_grey(),
+    TaskState.RENDERING: discord.Colour.blurple(),
+    TaskState.DELIVERING: discord.Colour.blurple(),
+    TaskState.DONE: discord.Colour.green(),
+}
+
+
+def quote(text: str, limit: int) -> str:
+    """Show member text verbatim: markdown escaped, mentions inert, cut to `limit`."""
+    escaped = discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
+
+
+def preset_label(duration: int, sound: bool) -> str:
+    """Name a preset the way members read it: `5 s, silent`."""
+    return f"{duration} s, {'with sound' if sound else 'silent'}"
+
+
+def task_card(task: Task, *, balance_left: int | None = None) -> discord.Embed:
+    """Return the embed that follows a task from submission to its end."""
+    embed = discord.Embed(
+        title=_TITLES[task.state],
+        description=quote(task.prompt, 1500),
+        colour=_COLOURS.get(task.state, discord.Colour.red()),
+        timestamp=datetime.fromisoformat(task.created_at),
+    )
+    settings = f"{task.aspect_ratio} · {preset_label(task.duration, task.sound)}"
+    if task.image_urls:
+        settings += f" · from {len(task.image_urls)} image{'s' if len(task.image_urls) > 1 else ''}"
+    embed.add_field(name="Settings", value=settings, inline=True)
+    embed.add_field(name="Cost", value=f"{task.cost} credits", inline=True)
+    if balance_left is not None:
+        embed.add_field(name="Balance left", value=f"{balance_left} credits", inline=True)
+    embed.add_field(name="Task id", value=f"`{task.id}`", inline=True)
+    embed.add_field(name="Requested by", value=f"<@{task.user_id}>", inline=True)
+    if task.state.refunded and task.error:
+        embed.add_field(name="Reason", value=quote(task.error, 1000), inline=False)
+    if task.state is TaskState.DONE:
+        embed.add_field(name="Clip", value=delivery_summary(task), inline=False)
+    embed.set_footer(text="Seedance 1.5 Pro · /video status " + task.id)
+    return embed
+
+
+def delivery_summary(task: Task) -> str:
+    """Say where the finished clip can be found."""
+    links = " ".join(f"[link {n}]({url})" for n, url in enumerate(task.result_urls, start=1))
+    if task.delivered_via in ("attachment", "link") and task.delivery_message_id:
+        jump = (
+            f"https://discord.com/channels/{task.guild_id}/"
+            f"{task.delivery_channel_id}/{task.delivery_message_id}"
+        )
+        return f"[Posted here]({jump}) · {links}" if links else f"[Posted here]({jump})"
+    if task.delivered_via == "dm":
+        return f"Sent by direct message · {links}"
+    return links or "No clip URL was returned."
+
+
+def prices_text() -> str:
+    """List what each preset costs."""
+    return "\n".join(
+        f"{preset_label(duration, sound)}: **{credits}** credits"
+        for (duration, sound), credits in sorted(PRICES.items(), key=lambda item: item[1])
+    )
+
+
+def status_line(task: Task) -> str:
+    """Describe a task in one line of a list."""
+    stamp = int(datetime.fromisoformat(task.created_at).timestamp())
+    return (
+        f"`{task.id}` · {_TITLES[task.state]} · {preset_label(task.duration, task.sound)} · "
+        f"<t:{stamp}:R>\n> {quote(task.prompt.replace(chr(10), ' '), 80)}"
+    )
