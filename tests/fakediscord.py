@@ -1,0 +1,1729 @@
+"""A fake Discord REST API on 127.0.0.1 that the unmodified discord.py client can log in to.
+
+Start it (``async with FakeDiscord() as fake:``), log a real ``commands.Bot`` in with any token,
+feed it interactions built by ``tests.payloads`` through
+``bot._connection.parse_interaction_create(payload)``, then assert on what the bot sent:
+``fake.requests`` (every request, recorded), ``fake.callbacks`` (interaction responses),
+``fake.channel_messages(channel_id)`` (the messages as Discord would store them).
+
+Routes are a table (``FakeDiscord.add_route``) matched in order, so a later gateway or more
+endpoints slot in without touching the dispatcher. Handlers raise ``DiscordError`` to answer with
+Discord's JSON error body. Faults (``fail_next``, ``forbidden_channels``, ``missing_channels``,
+``dm_closed_users``) make chosen calls fail the way Discord fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import mimetypes
+import re
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import discord.asset
+import discord.http
+import discord.webhook.async_
+from aiohttp import BodyPartReader, hdrs, web
+
+__all__ = [
+    "API_BASE_PATH",
+    "EPHEMERAL",
+    "LOADING",
+    "CallbackRecord",
+    "DiscordError",
+    "FakeDiscord",
+    "FakeRequest",
+    "Fault",
+    "InteractionState",
+    "Recorded",
+    "RecordedFile",
+    "make_member",
+    "make_user",
+    "new_snowflake",
+    "utc_iso",
+]
+
+JSON = dict[str, Any]
+
+# Interaction callbacks and follow-ups go through the webhook adapter, which builds its URLs
+# from the Route it imported from discord.http (today the same class; patched by both names).
+_WEBHOOK_ROUTE: type[discord.http.Route] = discord.webhook.async_.Route  # type: ignore[attr-defined]
+Handler = Callable[["FakeRequest"], Awaitable[web.StreamResponse]]
+
+API_BASE_PATH = "/api/v10"
+DISCORD_EPOCH_MS = 1_420_070_400_000
+
+# Message flags Discord sets or honours on messages the bot creates.
+SUPPRESS_EMBEDS = 1 << 2
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+SUPPRESS_NOTIFICATIONS = 1 << 12
+IS_COMPONENTS_V2 = 1 << 15
+SETTABLE_FLAGS = SUPPRESS_EMBEDS | EPHEMERAL | SUPPRESS_NOTIFICATIONS | IS_COMPONENTS_V2
+EDITABLE_FLAGS = SUPPRESS_EMBEDS | IS_COMPONENTS_V2
+
+MAX_CONTENT_LENGTH = 2000
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+
+_MESSAGE_TYPE_DEFAULT = 0
+_MESSAGE_TYPE_REPLY = 19
+_MESSAGE_TYPE_CHAT_INPUT_COMMAND = 20
+
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
+_TEMPLATE_PARAM = re.compile(r"\{(\w+)\}")
+
+_DEFAULT_ERRORS: dict[int, tuple[int, str]] = {
+    400: (50035, "Invalid Form Body"),
+    401: (0, "401: Unauthorized"),
+    403: (50013, "Missing Permissions"),
+    404: (0, "404: Not Found"),
+    405: (0, "405: Method Not Allowed"),
+    413: (40005, "Request entity too large"),
+    429: (0, "You are being rate limited."),
+    500: (0, "500: Internal Server Error"),
+    502: (0, "502: Bad Gateway"),
+    503: (0, "503: Service Unavailable"),
+    504: (0, "504: Gateway Timeout"),
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Snowflakes:
+    """Discord-shaped ids: milliseconds since the Discord epoch, strictly increasing."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        candidate = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+        candidate = max(candidate, self._last + 1)
+        self._last = candidate
+        return candidate
+
+
+_snowflakes = _Snowflakes()
+
+
+def new_snowflake() -> int:
+    """Return a fresh snowflake (real timestamp bits, so discord.py's age checks work)."""
+    return _snowflakes.next()
+
+
+def utc_iso(when: datetime | None = None) -> str:
+    """Return an ISO 8601 timestamp as Discord writes them."""
+    return (when or datetime.now(UTC)).isoformat()
+
+
+def make_user(
+    user_id: int,
+    username: str | None = None,
+    *,
+    global_name: str | None = None,
+    bot: bool = False,
+    avatar: str | None = None,
+) -> JSON:
+    """Build a user object as the REST API and the gateway send it."""
+    user: JSON = {
+        "id": str(user_id),
+        "username": username or f"user{user_id % 100000}",
+        "discriminator": "0",
+        "global_name": global_name,
+        "avatar": avatar,
+        "public_flags": 0,
+        "flags": 0,
+        "banner": None,
+        "accent_color": None,
+        "avatar_decoration_data": None,
+        "collectibles": None,
+        "primary_guild": None,
+    }
+    if bot:
+        user["bot"] = True
+    return user
+
+
+def make_member(
+    user: Mapping[str, Any] | None,
+    *,
+    permissions: int | None = None,
+    roles: Iterable[int] = (),
+    nick: str | None = None,
+) -> JSON:
+    """Build a guild member object; ``user`` is nested unless None (as in ``resolved.members``)."""
+    member: JSON = {
+        "roles": [str(r) for r in roles],
+        "joined_at": utc_iso(),
+        "premium_since": None,
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "pending": False,
+        "nick": nick,
+        "avatar": None,
+        "banner": None,
+        "communication_disabled_until": None,
+    }
+    if user is not None:
+        member["user"] = dict(user)
+    if permissions is not None:
+        member["permissions"] = str(permissions)
+    return member
+
+
+def _json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    # discord.py only decodes JSON when Content-Type is exactly "application/json";
+    # web.json_response would append "; charset=utf-8" and the bot would get a str back.
+    response = web.Response(body=json.dumps(data).encode(), status=status, headers=headers)
+    response.headers[hdrs.CONTENT_TYPE] = "application/json"
+    return response
+
+
+def _no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in {"1", "true", "yes"}
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _template_to_regex(template: str) -> re.Pattern[str]:
+    """Turn "/channels/{channel_id}/messages" into a regex with named groups."""
+    parts: list[str] = []
+    last = 0
+    for match in _TEMPLATE_PARAM.finditer(template):
+        parts.append(re.escape(template[last : match.start()]))
+        parts.append(f"(?P<{match.group(1)}>[^/]+)")
+        last = match.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts))
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class RecordedFile:
+    """One file part of a multipart request."""
+
+    field: str
+    filename: str
+    size: int
+    content_type: str | None
+    data: bytes = dc_field(repr=False)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request the fake received. The Authorization value (the token) is never kept.
+
+    ``path`` is relative to ``/api/v10`` for API calls (``/channels/1/messages``) and the raw
+    path for anything else (``/cdn/attachments/...``). ``json`` is the JSON body, or the parsed
+    ``payload_json`` part of a multipart body.
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any  # None when the request had no JSON body
+    files: list[RecordedFile]
+    headers_authorized: bool
+    time: float
+    status: int = 0
+    response: Any | None = dc_field(default=None, repr=False)
+
+
+@dataclass
+class Fault:
+    """A scheduled failure: the next ``remaining`` matching requests get ``status``."""
+
+    method: str | None
+    pattern: re.Pattern[str]
+    status: int
+    remaining: int
+    code: int | None = None
+    message: str | None = None
+    retry_after: float | None = None
+    is_global: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.remaining <= 0:
+            return False
+        if self.method is not None and self.method.upper() != method:
+            return False
+        return self.pattern.search(path) is not None
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """One accepted interaction response (POST /interactions/{id}/{token}/callback)."""
+
+    interaction_id: int
+    token: str
+    type: int
+    data: JSON
+    files: list[RecordedFile]
+    message_id: int | None
+    time: float
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(int(self.data.get("flags") or 0) & EPHEMERAL)
+
+
+@dataclass
+class InteractionState:
+    """What the fake knows about one interaction token."""
+
+    id: int
+    token: str
+    type: int | None
+    channel_id: int | None
+    guild_id: int | None
+    user: JSON | None
+    created: float
+    component_message_id: int | None = None
+    response_type: int | None = None
+    response_data: JSON | None = None
+    original_message_id: int | None = None
+    deferred_pending: bool = False
+    followup_ids: list[int] = dc_field(default_factory=list)
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.response_type is not None
+
+
+class DiscordError(Exception):
+    """Raised by a route handler to answer with Discord's JSON error body."""
+
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        errors: JSON | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: JSON | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code} {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def response(self) -> web.Response:
+        body: JSON = {"message": self.message, "code": self.code, **self.extra}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return _json_response(body, self.status, self.headers)
+
+
+class _UnknownRoute(DiscordError):
+    """No route matches: recorded in ``unknown_requests`` as well."""
+
+
+def _unknown(what: str, code: int) -> DiscordError:
+    return DiscordError(404, code, f"Unknown {what}")
+
+
+def _form_error(field_name: str, code: str, message: str) -> DiscordError:
+    return DiscordError(
+        400,
+        50035,
+        "Invalid Form Body",
+        errors={field_name: {"_errors": [{"code": code, "message": message}]}},
+    )
+
+
+@dataclass
+class FakeRequest:
+    """What a route handler gets: the parsed request plus the path parameters."""
+
+    request: web.Request
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    json: Any | None
+    files: list[RecordedFile]
+    authorized: bool
+
+    def int_param(self, name: str) -> int:
+        value = _as_int(self.params[name])
+        if value is None:
+            raise _form_error(
+                name, "NUMBER_TYPE_COERCE", f'Value "{self.params[name]}" is not snowflake.'
+            )
+        return value
+
+    @property
+    def body(self) -> JSON:
+        return self.json if isinstance(self.json, dict) else {}
+
+
+@dataclass(frozen=True)
+class _RouteEntry:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    auth: bool
+    api: bool
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+class FakeDiscord:
+    """Discord's REST API (the parts a slash-command bot uses) served on 127.0.0.1."""
+
+    _active: FakeDiscord | None = None
+
+    def __init__(
+        self,
+        *,
+        application_id: int | None = None,
+        bot_user_id: int | None = None,
+        bot_name: str = "FakeBot",
+        token: str | None = None,
+    ) -> None:
+        self.application_id: int = application_id or new_snowflake()
+        self.bot_user_id: int = bot_user_id or new_snowflake()
+        self.bot_name: str = bot_name
+        # When set, only "Bot <token>" is accepted; otherwise any bot token logs in.
+        self.token: str | None = token
+
+        # Knobs modelling Discord's rules.
+        self.callback_deadline: float | None = 3.0
+        self.strict_interactions: bool = False
+        self.strict_channels: bool = False
+        self.nonce_window: float = 300.0
+        self.upload_limit: int = DEFAULT_UPLOAD_LIMIT
+
+        # Recording.
+        self.requests: list[Recorded] = []
+        self.unknown_requests: list[Recorded] = []
+        self.callbacks: list[CallbackRecord] = []
+        self.errors: list[Exception] = []
+        self._waiters: list[tuple[Callable[[Recorded], bool], asyncio.Future[Recorded]]] = []
+
+        # Faults.
+        self.faults: list[Fault] = []
+        self.forbidden_channels: set[int] = set()
+        self.missing_channels: set[int] = set()
+        self.dm_closed_users: set[int] = set()
+
+        # World state.
+        self.users: dict[int, JSON] = {}
+        self.channels: dict[int, JSON] = {}
+        self.dm_channels: dict[int, int] = {}
+        self.messages_by_id: dict[int, JSON] = {}
+        self.deleted_messages: dict[int, JSON] = {}
+        self._channel_order: dict[int, list[int]] = {}
+        self._nonces: dict[tuple[int, str], tuple[int, float]] = {}
+        self.attachment_bytes: dict[int, tuple[bytes, str | None]] = {}
+        self.interactions: dict[str, InteractionState] = {}
+        self.global_commands: list[JSON] = []
+        self.guild_commands: dict[int, list[JSON]] = {}
+
+        self.bot_user: JSON = make_user(self.bot_user_id, bot_name, bot=True)
+        self.users[self.bot_user_id] = self.bot_user
+        self.owner: JSON = self.add_user(username="owner")
+        # A default guild, text channel and member so a test can start from nothing.
+        self.guild_id: int = new_snowflake()
+        self.channel_id: int = int(self.add_channel(name="general")["id"])
+        self.user_id: int = int(self.add_user(username="tester", global_name="Tester")["id"])
+        self.verify_key: str = secrets.token_hex(32)
+
+        self.port: int | None = None
+        self.app = web.Application(client_max_size=256 * 1024 * 1024)
+        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._routes: list[_RouteEntry] = []
+        self._runner: web.AppRunner | None = None
+        self._saved_bases: dict[str, str] = {}
+        self._install_routes()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("FakeDiscord is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        return self.base_url + API_BASE_PATH
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    async def start(self) -> None:
+        """Serve on a random loopback port and point discord.py's base URLs at it."""
+        if FakeDiscord._active is not None:
+            raise RuntimeError("another FakeDiscord is running; discord.py's base URL is global")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = int(sock.getsockname()[1])
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+        # Route.url is computed from the class attribute at construction time, so patching
+        # the class redirects every later request; webhook.async_ re-exports the same class.
+        self._saved_bases = {
+            "http": discord.http.Route.BASE,
+            "webhook": _WEBHOOK_ROUTE.BASE,
+            "asset": discord.asset.Asset.BASE,
+        }
+        discord.http.Route.BASE = self.api_base
+        _WEBHOOK_ROUTE.BASE = self.api_base
+        # Avatars and other CDN assets would otherwise go to the real cdn.discordapp.com.
+        discord.asset.Asset.BASE = self.base_url
+        FakeDiscord._active = self
+
+    async def stop(self) -> None:
+        """Stop serving and restore discord.py's base URLs."""
+        if FakeDiscord._active is self:
+            discord.http.Route.BASE = self._saved_bases["http"]
+            _WEBHOOK_ROUTE.BASE = self._saved_bases["webhook"]
+            discord.asset.Asset.BASE = self._saved_bases["asset"]
+            FakeDiscord._active = None
+        for _, future in self._waiters:
+            if not future.done():
+                future.cancel()
+        self._waiters.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ world setup
+
+    def add_user(
+        self,
+        user_id: int | None = None,
+        *,
+        username: str | None = None,
+        global_name: str | None = None,
+        bot: bool = False,
+    ) -> JSON:
+        """Register a user (served by GET /users/{id}) and return its user object."""
+        uid = user_id or new_snowflake()
+        user = make_user(uid, username, global_name=global_name, bot=bot)
+        self.users[uid] = user
+        return user
+
+    def add_channel(
+        self,
+        channel_id: int | None = None,
+        *,
+        name: str = "general",
+        guild_id: int | None = None,
+        type: int = 0,
+        parent_id: int | None = None,
+    ) -> JSON:
+        """Register a guild channel (served by GET /channels/{id}) and return its object."""
+        cid = channel_id or new_snowflake()
+        channel: JSON = {
+            "id": str(cid),
+            "type": type,
+            "guild_id": str(guild_id or self.guild_id),
+            "name": name,
+            "position": len(self.channels),
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None if parent_id is None else str(parent_id),
+            "topic": None,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "flags": 0,
+        }
+        self.channels[cid] = channel
+        return channel
+
+    def add_attachment(
+        self,
+        data: bytes,
+        filename: str,
+        content_type: str,
+        *,
+        channel_id: int = 0,
+        **extra: Any,
+    ) -> JSON:
+        """Serve ``data`` from the fake CDN and return the attachment object pointing at it.
+
+        The URL embeds the port, so call this after ``start()``.
+        """
+        attachment = self._store_attachment(channel_id, data, filename, content_type)
+        attachment.update(extra)
+        return attachment
+
+    def add_message(
+        self,
+        channel_id: int | None = None,
+        *,
+        content: str = "",
+        author: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> JSON:
+        """Store a message as if already posted (by the test user unless ``author`` is given)."""
+        cid = channel_id or self.channel_id
+        message = self._new_message(
+            cid,
+            {"content": content},
+            author=dict(author) if author is not None else self.users[self.user_id],
+        )
+        message.update(fields)
+        return message
+
+    def register_interaction(self, payload: Mapping[str, Any]) -> InteractionState:
+        """Remember an INTERACTION_CREATE payload so its callback and webhooks resolve."""
+        user = payload.get("user")
+        member = payload.get("member")
+        if isinstance(member, Mapping):
+            user = member.get("user", user)
+        component_message_id: int | None = None
+        message = payload.get("message")
+        channel_id = _as_int(payload.get("channel_id"))
+        if isinstance(message, Mapping):
+            component_message_id = int(message["id"])
+            if component_message_id not in self.messages_by_id:
+                stored = dict(message)
+                self.messages_by_id[component_message_id] = stored
+                cid = _as_int(stored.get("channel_id")) or channel_id or 0
+                self._channel_order.setdefault(cid, []).append(component_message_id)
+        state = InteractionState(
+            id=int(payload["id"]),
+            token=str(payload["token"]),
+            type=_as_int(payload.get("type")),
+            channel_id=channel_id,
+            guild_id=_as_int(payload.get("guild_id")),
+            user=dict(user) if isinstance(user, Mapping) else None,
+            created=time.monotonic(),
+            component_message_id=component_message_id,
+        )
+        self.interactions[state.token] = state
+        return state
+
+    def dm_channel_for(self, user_id: int) -> JSON:
+        """Return (creating if needed) the DM channel between the bot and ``user_id``."""
+        existing = self.dm_channels.get(user_id)
+        if existing is not None:
+            return self.channels[existing]
+        recipient = self.users.get(user_id) or self.add_user(user_id)
+        cid = new_snowflake()
+        channel: JSON = {
+            "id": str(cid),
+            "type": 1,
+            "last_message_id": None,
+            "flags": 0,
+            "recipients": [recipient],
+        }
+        self.channels[cid] = channel
+        self.dm_channels[user_id] = cid
+        return channel
+
+    # ------------------------------------------------------------------ inspection
+
+    def mark(self) -> int:
+        """Return an index to pass as ``since`` to only consider later requests."""
+        return len(self.requests)
+
+    def calls(self, method: str | None, path_regex: str, *, since: int = 0) -> list[Recorded]:
+        """Recorded requests with this method (None: any) whose path matches ``path_regex``."""
+        pattern = re.compile(path_regex)
+        return [
+            r
+            for r in self.requests[since:]
+            if (method is None or r.method == method.upper()) and pattern.search(r.path)
+        ]
+
+    async def wait_for(
+        self,
+        predicate: Callable[[Recorded], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109 - the waiting is the point of this helper
+        *,
+        since: int = 0,
+    ) -> Recorded:
+        """Return the first recorded request (from index ``since``) matching ``predicate``."""
+        for recorded in self.requests[since:]:
+            if predicate(recorded):
+                return recorded
+        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        waiter = (predicate, future)
+        self._waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            seen = "\n".join(f"  {r.method} {r.path} -> {r.status}" for r in self.requests[since:])
+            raise AssertionError(
+                f"no matching request within {timeout}s; requests seen:\n{seen or '  (none)'}"
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    async def wait_for_call(
+        self,
+        method: str | None,
+        path_regex: str,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the waiting is the point of this helper
+        *,
+        since: int = 0,
+        status: int | None = None,
+    ) -> Recorded:
+        """``wait_for`` a request by method and path regex (and optionally response status)."""
+        pattern = re.compile(path_regex)
+
+        def matches(r: Recorded) -> bool:
+            return (
+                (method is None or r.method == method.upper())
+                and pattern.search(r.path) is not None
+                and (status is None or r.status == status)
+            )
+
+        return await self.wait_for(matches, timeout, since=since)
+
+    def channel_messages(self, channel_id: int, *, include_ephemeral: bool = True) -> list[JSON]:
+        """Messages stored in a channel, oldest first (deleted ones excluded)."""
+        messages = [
+            self.messages_by_id[mid]
+            for mid in self._channel_order.get(channel_id, [])
+            if mid in self.messages_by_id
+        ]
+        if include_ephemeral:
+            return messages
+        return [m for m in messages if not int(m.get("flags") or 0) & EPHEMERAL]
+
+    def dm_messages(self, user_id: int) -> list[JSON]:
+        """Messages the bot sent in its DM with ``user_id``."""
+        cid = self.dm_channels.get(user_id)
+        return [] if cid is None else self.channel_messages(cid)
+
+    def interaction_messages(self, token: str) -> list[JSON]:
+        """The original response (if any) and the follow-ups of one interaction, in order."""
+        state = self.interactions.get(token)
+        if state is None:
+            return []
+        ids = [state.original_message_id, *state.followup_ids]
+        return [self.messages_by_id[i] for i in ids if i is not None and i in self.messages_by_id]
+
+    # ------------------------------------------------------------------ faults
+
+    def fail_next(
+        self,
+        method: str | None,
+        path_regex: str,
+        status: int,
+        *,
+        count: int = 1,
+        code: int | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+        is_global: bool = False,
+    ) -> Fault:
+        """Make the next ``count`` matching requests fail with ``status``.
+
+        A 429 carries ``Via`` and a JSON ``retry_after`` (default 0.05 s), which is what
+        discord.py needs to sleep and retry instead of raising. discord.py also retries 5xx
+        by itself, but sleeps 1 + 2n seconds between tries.
+        """
+        fault = Fault(
+            method=method,
+            pattern=re.compile(path_regex),
+            status=status,
+            remaining=count,
+            code=code,
+            message=message,
+            retry_after=retry_after,
+            is_global=is_global,
+        )
+        self.faults.append(fault)
+        return fault
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.matches(method, path):
+                fault.remaining -= 1
+                return fault
+        return None
+
+    def _fault_error(self, fault: Fault, path: str) -> DiscordError:
+        default_code, default_message = _DEFAULT_ERRORS.get(fault.status, (0, f"{fault.status}"))
+        if fault.status == 404 and fault.code is None:
+            default_code, default_message = self._not_found_for(path)
+        code = default_code if fault.code is None else fault.code
+        message = default_message if fault.message is None else fault.message
+        if fault.status != 429:
+            return DiscordError(fault.status, code, message)
+        retry_after = 0.05 if fault.retry_after is None else fault.retry_after
+        headers = {
+            # discord.py treats a 429 without Via as a Cloudflare ban and raises at once.
+            "Via": "1.1 google",
+            "Retry-After": str(max(1, math.ceil(retry_after))),
+            "X-RateLimit-Scope": "global" if fault.is_global else "user",
+        }
+        if fault.is_global:
+            headers["X-RateLimit-Global"] = "true"
+        return DiscordError(
+            429,
+            code,
+            message,
+            headers=headers,
+            extra={"retry_after": retry_after, "global": fault.is_global},
+        )
+
+    @staticmethod
+    def _not_found_for(path: str) -> tuple[int, str]:
+        if re.search(r"/messages/", path):
+            return 10008, "Unknown Message"
+        if path.startswith("/channels/"):
+            return 10003, "Unknown Channel"
+        if path.startswith("/interactions/"):
+            return 10062, "Unknown interaction"
+        if path.startswith("/webhooks/"):
+            return 10015, "Unknown Webhook"
+        if path.startswith("/users/"):
+            return 10013, "Unknown User"
+        return 0, "404: Not Found"
+
+    # ------------------------------------------------------------------ routing
+
+    def add_route(
+        self,
+        method: str,
+        template: str,
+        handler: Handler,
+        *,
+        auth: bool = True,
+        api: bool = True,
+        first: bool = True,
+    ) -> None:
+        """Add a route; ``template`` uses ``{name}`` params and is under /api/v10 if ``api``.
+
+        Routes added later win over earlier ones (``first=True``), so a test can override a
+        built-in. ``auth`` routes answer 401 without a bot Authorization header.
+        """
+        entry = _RouteEntry(method.upper(), _template_to_regex(template), handler, auth, api)
+        if first:
+            self._routes.insert(0, entry)
+        else:
+            self._routes.append(entry)
+
+    def _install_routes(self) -> None:
+        table: list[tuple[str, str, Handler, bool]] = [
+            ("GET", "/users/@me", self._get_me, True),
+            ("POST", "/users/@me/channels", self._create_dm, True),
+            ("GET", "/users/{user_id}", self._get_user, True),
+            ("GET", "/oauth2/applications/@me", self._get_application, True),
+            ("GET", "/applications/@me", self._get_application, True),
+            ("GET", "/gateway/bot", self._get_gateway_bot, True),
+            ("GET", "/gateway", self._get_gateway, False),
+            ("GET", "/applications/{app_id}/commands", self._get_global_commands, True),
+            ("PUT", "/applications/{app_id}/commands", self._put_global_commands, True),
+            (
+                "GET",
+                "/applications/{app_id}/guilds/{guild_id}/commands",
+                self._get_guild_commands,
+                True,
+            ),
+            (
+                "PUT",
+                "/applications/{app_id}/guilds/{guild_id}/commands",
+                self._put_guild_commands,
+                True,
+            ),
+            ("POST", "/interactions/{interaction_id}/{token}/callback", self._callback, False),
+            ("POST", "/webhooks/{app_id}/{token}", self._webhook_execute, False),
+            ("GET", "/webhooks/{app_id}/{token}/messages/{message_id}", self._webhook_get, False),
+            (
+                "PATCH",
+                "/webhooks/{app_id}/{token}/messages/{message_id}",
+                self._webhook_edit,
+                False,
+            ),
+            (
+                "DELETE",
+                "/webhooks/{app_id}/{token}/messages/{message_id}",
+                self._webhook_delete,
+                False,
+            ),
+            ("GET", "/channels/{channel_id}", self._get_channel, True),
+            ("POST", "/channels/{channel_id}/typing", self._typing, True),
+            ("GET", "/channels/{channel_id}/messages", self._list_messages, True),
+            ("POST", "/channels/{channel_id}/messages", self._create_message, True),
+            ("GET", "/channels/{channel_id}/messages/{message_id}", self._get_message, True),
+            ("PATCH", "/channels/{channel_id}/messages/{message_id}", self._edit_message, True),
+            ("DELETE", "/channels/{channel_id}/messages/{message_id}", self._delete_message, True),
+        ]
+        for method, template, handler, auth in table:
+            self.add_route(method, template, handler, auth=auth, first=False)
+        for prefix in ("/cdn/attachments", "/media/attachments"):
+            self.add_route(
+                "GET",
+                prefix + "/{channel_id}/{attachment_id}/{filename}",
+                self._cdn_attachment,
+                auth=False,
+                api=False,
+                first=False,
+            )
+
+    def _match(self, method: str, path: str, api: bool) -> tuple[_RouteEntry, dict[str, str]]:
+        path_exists = False
+        for entry in self._routes:
+            if entry.api != api:
+                continue
+            match = entry.pattern.fullmatch(path)
+            if match is None:
+                continue
+            path_exists = True
+            if entry.method == method:
+                return entry, match.groupdict()
+        if path_exists:
+            raise _UnknownRoute(405, 0, "405: Method Not Allowed")
+        raise _UnknownRoute(404, 0, "404: Not Found")
+
+    def _is_authorized(self, request: web.Request) -> bool:
+        header = request.headers.get(hdrs.AUTHORIZATION, "")
+        if self.token is not None:
+            return secrets.compare_digest(header, f"Bot {self.token}")
+        return header.startswith("Bot ") and len(header) > len("Bot ")
+
+    async def _read_body(self, request: web.Request) -> tuple[Any | None, list[RecordedFile]]:
+        content_type = request.content_type
+        if content_type == "multipart/form-data":
+            payload: Any | None = None
+            files: list[RecordedFile] = []
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    continue
+                data = bytes(await part.read(decode=False))
+                name = part.name or ""
+                if part.filename is None and name == "payload_json":
+                    payload = self._parse_json(data)
+                    continue
+                files.append(
+                    RecordedFile(
+                        field=name,
+                        filename=part.filename or name,
+                        size=len(data),
+                        content_type=part.headers.get(hdrs.CONTENT_TYPE),
+                        data=data,
+                    )
+                )
+            return payload, files
+        raw = await request.read()
+        if not raw:
+            return None, []
+        if content_type == "application/json":
+            return self._parse_json(raw), []
+        return None, []
+
+    @staticmethod
+    def _parse_json(raw: bytes) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise DiscordError(400, 50109, "The request body contains invalid JSON.") from None
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
+        method = request.method.upper()
+        api = request.path == API_BASE_PATH or request.path.startswith(API_BASE_PATH + "/")
+        path = request.path[len(API_BASE_PATH) :] if api else request.path
+        authorized = self._is_authorized(request)
+        query = dict(request.query)
+        body: Any | None = None
+        files: list[RecordedFile] = []
+        unknown = False
+        response: web.StreamResponse
+        try:
+            body, files = await self._read_body(request)
+            fault = self._take_fault(method, path)
+            if fault is not None:
+                raise self._fault_error(fault, path)
+            try:
+                entry, params = self._match(method, path, api)
+            except _UnknownRoute:
+                unknown = True
+                raise
+            if entry.auth and not authorized:
+                raise DiscordError(401, 0, "401: Unauthorized")
+            response = await entry.handler(
+                FakeRequest(request, method, path, params, query, body, files, authorized)
+            )
+        except DiscordError as error:
+            response = error.response()
+        except Exception as exc:
+            # A bug in the fake: fail fast with a 400 (discord.py would retry a 5xx for
+            # seconds) and keep the exception so the test can show it.
+            self.errors.append(exc)
+            response = DiscordError(400, -1, f"FakeDiscord handler crashed: {exc!r}").response()
+        recorded = Recorded(
+            method=method,
+            path=path,
+            query=query,
+            json=body,
+            files=files,
+            headers_authorized=authorized,
+            time=arrived,
+            status=response.status,
+            response=self._response_json(response),
+        )
+        self._record(recorded, unknown=unknown)
+        return response
+
+    @staticmethod
+    def _response_json(response: web.StreamResponse) -> Any | None:
+        if isinstance(response, web.Response) and response.content_type == "application/json":
+            body = response.body
+            if isinstance(body, bytes | bytearray):
+                return json.loads(body)
+        return None
+
+    def _record(self, recorded: Recorded, *, unknown: bool = False) -> None:
+        self.requests.append(recorded)
+        if unknown:
+            self.unknown_requests.append(recorded)
+        for predicate, future in list(self._waiters):
+            if not future.done() and predicate(recorded):
+                future.set_result(recorded)
+
+    # ------------------------------------------------------------------ identity routes
+
+    async def _get_me(self, req: FakeRequest) -> web.StreamResponse:
+        me = {
+            **self.bot_user,
+            "verified": True,
+            "mfa_enabled": False,
+            "locale": "en-US",
+            "email": None,
+            "bio": "",
+        }
+        return _json_response(me)
+
+    async def _get_user(self, req: FakeRequest) -> web.StreamResponse:
+        user = self.users.get(req.int_param("user_id"))
+        if user is None:
+            raise _unknown("User", 10013)
+        return _json_response(user)
+
+    async def _get_application(self, req: FakeRequest) -> web.StreamResponse:
+        return _json_response(
+            {
+                "id": str(self.application_id),
+                "name": self.bot_name,
+                "icon": None,
+                "description": "",
+                "summary": "",
+                "type": None,
+                "hook": True,
+                "bot": self.bot_user,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "verify_key": self.verify_key,
+                "flags": 0,
+                "flags_new": "0",
+                "owner": self.owner,
+                "team": None,
+                "rpc_origins": [],
+                "redirect_uris": [],
+                "interactions_endpoint_url": None,
+                "role_connections_verification_url": None,
+                "event_webhooks_url": None,
+                "event_webhooks_status": 1,
+                "event_webhooks_types": [],
+                "tags": [],
+                "integration_types_config": {"0": {}},
+                "approximate_guild_count": 1,
+                "approximate_user_install_count": 0,
+                "approximate_user_authorization_count": 0,
+                "explicit_content_filter": 0,
+                "eligible_oauth2_scopes": [],
+                "is_monetized": False,
+                "is_verified": False,
+                "is_discoverable": False,
+            }
+        )
+
+    async def _get_gateway_bot(self, req: FakeRequest) -> web.StreamResponse:
+        return _json_response(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 1000,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
+            }
+        )
+
+    async def _get_gateway(self, req: FakeRequest) -> web.StreamResponse:
+        return _json_response({"url": self.gateway_url})
+
+    # ------------------------------------------------------------------ commands
+
+    def _check_app(self, req: FakeRequest) -> None:
+        if req.int_param("app_id") != self.application_id:
+            raise _unknown("Application", 10002)
+
+    def _upsert_commands(
+        self, req: FakeRequest, existing: list[JSON], guild_id: int | None
+    ) -> list[JSON]:
+        payload = req.json
+        if not isinstance(payload, list):
+            raise _form_error(
+                "_root", "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType"
+            )
+        seen: set[tuple[str, int]] = set()
+        by_key = {(c["name"], int(c.get("type", 1))): c for c in existing}
+        result: list[JSON] = []
+        for index, command in enumerate(payload):
+            if not isinstance(command, dict):
+                raise _form_error(str(index), "DICT_TYPE_CONVERT", "Only dictionaries may be used")
+            name = str(command.get("name", ""))
+            ctype = int(command.get("type", 1))
+            valid_name = re.fullmatch(r"[-_'\w]{1,32}", name) is not None and (
+                ctype != 1 or name == name.lower()
+            )
+            if not valid_name:
+                raise _form_error(
+                    f"{index}.name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"
+                )
+            if ctype == 1 and not 1 <= len(str(command.get("description") or "")) <= 100:
+                raise _form_error(
+                    f"{index}.description",
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 100 in length.",
+                )
+            if len(command.get("options") or []) > 25:
+                raise _form_error(
+                    f"{index}.options", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
+                )
+            if (name, ctype) in seen:
+                raise _form_error(
+                    f"{index}.name",
+                    "APPLICATION_COMMANDS_DUPLICATE_NAME",
+                    "Application command names must be unique",
+                )
+            seen.add((name, ctype))
+            previous = by_key.get((name, ctype))
+            stored: JSON = {
+                "default_member_permissions": None,
+                "nsfw": False,
+                "description": "",
+                "options": [],
+                "contexts": None,
+                "integration_types": [0],
+                "name_localizations": None,
+                "description_localizations": None,
+                **command,
+                "id": previous["id"] if previous else str(new_snowflake()),
+                "application_id": str(self.application_id),
+                "version": str(new_snowflake()),
+                "type": ctype,
+            }
+            if guild_id is not None:
+                stored["guild_id"] = str(guild_id)
+            result.append(stored)
+        return result
+
+    async def _get_global_commands(self, req: FakeRequest) -> web.StreamResponse:
+        self._check_app(req)
+        return _json_response(self.global_commands)
+
+    async def _put_global_commands(self, req: FakeRequest) -> web.StreamResponse:
+        self._check_app(req)
+        self.global_commands = self._upsert_commands(req, self.global_commands, None)
+        return _json_response(self.global_commands)
+
+    async def _get_guild_commands(self, req: FakeRequest) -> web.StreamResponse:
+        self._check_app(req)
+        return _json_response(self.guild_commands.get(req.int_param("guild_id"), []))
+
+    async def _put_guild_commands(self, req: FakeRequest) -> web.StreamResponse:
+        self._check_app(req)
+        guild_id = req.int_param("guild_id")
+        commands = self._upsert_commands(req, self.guild_commands.get(guild_id, []), guild_id)
+        self.guild_commands[guild_id] = commands
+        return _json_response(commands)
+
+    # ------------------------------------------------------------------ messages (shared)
+
+    def _store_attachment(
+        self,
+        channel_id: int,
+        data: bytes,
+        filename: str,
+        content_type: str | None,
+        *,
+        description: str | None = None,
+        ephemeral: bool = False,
+    ) -> JSON:
+        attachment_id = new_snowflake()
+        self.attachment_bytes[attachment_id] = (data, content_type)
+        path = f"/attachments/{channel_id}/{attachment_id}/{filename}"
+        attachment: JSON = {
+            "id": str(attachment_id),
+            "filename": filename,
+            "size": len(data),
+            "url": f"{self.base_url}/cdn{path}",
+            "proxy_url": f"{self.base_url}/media{path}",
+            "content_type": content_type,
+        }
+        if description is not None:
+            attachment["description"] = description
+        if ephemeral:
+            attachment["ephemeral"] = True
+        return attachment
+
+    def _upload(
+        self, channel_id: int, upload: RecordedFile, entry: Mapping[str, Any], ephemeral: bool
+    ) -> JSON:
+        filename = str(entry.get("filename") or upload.filename)
+        sent_type = upload.content_type
+        # Discord sniffs the type; discord.py always sends application/octet-stream.
+        guessed = mimetypes.guess_type(filename)[0]
+        content_type = guessed or (sent_type if sent_type != "application/octet-stream" else None)
+        return self._store_attachment(
+            channel_id,
+            upload.data,
+            filename,
+            content_type,
+            description=entry.get("description"),
+            ephemeral=ephemeral,
+        )
+
+    def _resolve_attachments(
+        self,
+        channel_id: int,
+        payload: Mapping[str, Any],
+        files: list[RecordedFile],
+        existing: list[JSON],
+        ephemeral: bool,
+    ) -> list[JSON]:
+        uploads: dict[int, RecordedFile] = {}
+        for position, upload in enumerate(files):
+            match = re.fullmatch(r"files\[(\d+)\]", upload.field)
+            uploads[int(match.group(1)) if match else position] = upload
+        for upload in uploads.values():
+            if upload.size > self.upload_limit:
+                raise DiscordError(413, 40005, "Request entity too large")
+
+        existing_by_id = {str(a["id"]): a for a in existing}
+        result: list[JSON] = []
+        used: set[int] = set()
+        if "attachments" in payload and payload["attachments"] is not None:
+            for entry in payload["attachments"]:
+                key = str(entry.get("id"))
+                if key in existing_by_id:
+                    result.append(existing_by_id[key])
+                    continue
+                index = _as_int(key)
+                if index is None or index not in uploads:
+                    raise _form_error(
+                        "attachments", "ATTACHMENT_NOT_FOUND", f"Unknown attachment {key}"
+                    )
+                used.add(index)
+                result.append(self._upload(channel_id, uploads[index], entry, ephemeral))
+        else:
+            result.extend(existing)
+        for index in sorted(uploads):
+            if index not in used:
+                result.append(self._upload(channel_id, uploads[index], {}, ephemeral))
+        return result
+
+    def _mentions(
+        self, content: str, allowed: Mapping[str, Any] | None
+    ) -> tuple[list[JSON], list[str], bool]:
+        user_ids = list(dict.fromkeys(_USER_MENTION.findall(content)))
+        role_ids = list(dict.fromkeys(_ROLE_MENTION.findall(content)))
+        everyone = "@everyone" in content or "@here" in content
+        if allowed is not None:
+            parse = set(allowed.get("parse") or [])
+            allowed_users = [str(u) for u in allowed.get("users") or []]
+            allowed_roles = [str(r) for r in allowed.get("roles") or []]
+            user_ids = (
+                [u for u in user_ids if u in allowed_users]
+                if allowed_users
+                else (user_ids if "users" in parse else [])
+            )
+            role_ids = (
+                [r for r in role_ids if r in allowed_roles]
+                if allowed_roles
+                else (role_ids if "roles" in parse else [])
+            )
+            everyone = everyone and "everyone" in parse
+        users = [self.users.get(int(u)) or make_user(int(u)) for u in user_ids]
+        return users, role_ids, everyone
+
+    @staticmethod
+    def _validate_new_message(payload: Mapping[str, Any], files: list[RecordedFile]) -> None:
+        content = payload.get("content")
+        if content is not None and len(str(content)) > MAX_CONTENT_LENGTH:
+            raise _form_error("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
+        has_body = (
+            bool(str(content or "").strip())
+            or bool(payload.get("embeds"))
+            or bool(files)
+            or bool(payload.get("attachments"))
+            or bool(payload.get("components"))
+            or bool(payload.get("sticker_ids"))
+            or bool(payload.get("poll"))
+        )
+        if not has_body:
+            raise DiscordError(400, 50006, "Cannot send an empty message")
+        if len(payload.get("embeds") or []) > 10:
+            raise _form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+
+    def _new_message(
+        self,
+        channel_id: int,
+        payload: Mapping[str, Any],
+        *,
+        files: list[RecordedFile] | None = None,
+        author: JSON | None = None,
+        flags: int = 0,
+        message_type: int = _MESSAGE_TYPE_DEFAULT,
+        interaction: InteractionState | None = None,
+    ) -> JSON:
+        message_id = new_snowflake()
+        content = str(payload.get("content") or "")
+        allowed = payload.get("allowed_mentions")
+        mentions, mention_roles, everyone = self._mentions(content, allowed)
+        reference = payload.get("message_reference")
+        message: JSON = {
+            "id": str(message_id),
+            "channel_id": str(channel_id),
+            "author": author or self.bot_user,
+            "content": content,
+            "timestamp": utc_iso(),
+            "edited_timestamp": None,
+            "tts": bool(payload.get("tts", False)),
+            "mention_everyone": everyone,
+            "mentions": mentions,
+            "mention_roles": mention_roles,
+            "attachments": self._resolve_attachments(
+                channel_id, payload, files or [], [], bool(flags & EPHEMERAL)
+            ),
+            "embeds": list(payload.get("embeds") or []),
+            "reactions": [],
+            "pinned": False,
+            "type": _MESSAGE_TYPE_REPLY if reference and message_type == 0 else message_type,
+            "flags": flags,
+            "components": list(payload.get("components") or []),
+        }
+        if allowed is not None:
+            message["allowed_mentions"] = allowed
+        if payload.get("nonce") is not None:
+            message["nonce"] = payload["nonce"]
+        if reference:
+            message["message_reference"] = {**reference, "channel_id": str(channel_id), "type": 0}
+            referenced = self.messages_by_id.get(_as_int(reference.get("message_id")) or 0)
+            if referenced is not None:
+                message["referenced_message"] = referenced
+        if interaction is not None:
+            message["webhook_id"] = str(self.application_id)
+            message["application_id"] = str(self.application_id)
+            if interaction.user is not None:
+                message["interaction_metadata"] = {
+                    "id": str(interaction.id),
+                    "type": interaction.type or 2,
+                    "user": interaction.user,
+                    "authorizing_integration_owners": (
+                        {"0": str(interaction.guild_id)} if interaction.guild_id else {"0": "0"}
+                    ),
+                }
+        self.messages_by_id[message_id] = message
+        self._channel_order.setdefault(channel_id, []).append(message_id)
+        channel = self.channels.get(channel_id)
+        if channel is not None:
+            channel["last_message_id"] = str(message_id)
+        return message
+
+    def _apply_edit(
+        self, message: JSON, payload: Mapping[str, Any], files: list[RecordedFile]
+    ) -> None:
+        if "content" in payload:
+            content = payload["content"]
+            if content is not None and len(str(content)) > MAX_CONTENT_LENGTH:
+                raise _form_error(
+                    "content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length."
+                )
+            message["content"] = "" if content is None else str(content)
+        for key in ("embeds", "components"):
+            if key in payload:
+                message[key] = list(payload[key] or [])
+        if "allowed_mentions" in payload:
+            message["allowed_mentions"] = payload["allowed_mentions"]
+        if "content" in payload or "allowed_mentions" in payload:
+            mentions, roles, everyone = self._mentions(
+                message["content"], message.get("allowed_mentions")
+            )
+            message.update(mentions=mentions, mention_roles=roles, mention_everyone=everyone)
+        flags = int(message.get("flags") or 0)
+        if payload.get("flags") is not None:
+            flags = (flags & ~EDITABLE_FLAGS) | (int(payload["flags"]) & EDITABLE_FLAGS)
+        message["flags"] = flags & ~LOADING
+        if "attachments" in payload or files:
+            message["attachments"] = self._resolve_attachments(
+                int(message["channel_id"]),
+                payload,
+                files,
+                list(message.get("attachments") or []),
+                bool(flags & EPHEMERAL),
+            )
+        message["edited_timestamp"] = utc_iso()
+
+    def _delete_stored(self, message_id: int) -> None:
+        message = self.messages_by_id.pop(message_id, None)
+        if message is None:
+            raise _unknown("Message", 10008)
+        self.deleted_messages[message_id] = message
+        order = self._channel_order.get(int(message["channel_id"]), [])
+        if message_id in order:
+            order.remove(message_id)
+
+    # ------------------------------------------------------------------ interactions
+
+    async def _callback(self, req: FakeRequest) -> web.StreamResponse:
+        interaction_id = req.int_param("interaction_id")
+        token = req.params["token"]
+        state = self.interactions.get(token)
+        if state is None:
+            if self.strict_interactions:
+                raise _unknown("interaction", 10062)
+            state = InteractionState(
+                id=interaction_id,
+                token=token,
+                type=None,
+                channel_id=None,
+                guild_id=None,
+                user=None,
+                created=time.monotonic(),
+            )
+            self.interactions[token] = state
+        if state.id != interaction_id:
+            raise _unknown("interaction", 10062)
+        if (
+            self.callback_deadline is not None
+            and time.monotonic() - state.created > self.callback_deadline
+        ):
+            # Discord drops the interaction if the first response is later than 3 seconds.
+            raise _unknown("interaction", 10062)
+        if state.acknowledged:
+            raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
+
+        body = req.body
+        response_type = _as_int(body.get("type"))
+        if response_type is None:
+            raise _form_error("type", "BASE_TYPE_REQUIRED", "This field is required")
+        self._check_response_type(state, response_type)
+        data: JSON = dict(body.get("data") or {})
+        channel_id = state.channel_id or 0
+        message: JSON | None = None
+        ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL)
+
+        if response_type == 4:
+            self._validate_new_message(data, req.files)
+            message = self._new_message(
+                channel_id,
+                data,
+                files=req.files,
+                flags=int(data.get("flags") or 0) & SETTABLE_FLAGS,
+                message_type=_MESSAGE_TYPE_CHAT_INPUT_COMMAND
+                if state.type == 2
+                else _MESSAGE_TYPE_DEFAULT,
+                interaction=state,
+            )
+            state.original_message_id = int(message["id"])
+        elif response_type == 5:
+            message = self._new_message(
+                channel_id,
+                {"content": ""},
+                flags=LOADING | (EPHEMERAL if ephemeral else 0),
+                message_type=_MESSAGE_TYPE_CHAT_INPUT_COMMAND
+                if state.type == 2
+                else _MESSAGE_TYPE_DEFAULT,
+                interaction=state,
+            )
+            state.original_message_id = int(message["id"])
+            state.deferred_pending = True
+        elif response_type in (6, 7):
+            state.original_message_id = state.component_message_id
+            if state.component_message_id is not None:
+                message = self.messages_by_id.get(state.component_message_id)
+            if response_type == 7 and message is not None:
+                self._apply_edit(message, data, req.files)
+
+        state.response_type = response_type
+        state.response_data = data
+        self.callbacks.append(
+            CallbackRecord(
+                interaction_id=interaction_id,
+                token=token,
+                type=response_type,
+                data=data,
+                files=list(req.files),
+                message_id=state.original_message_id,
+                time=time.monotonic(),
+            )
+        )
+        if not _truthy(req.query.get("with_response")):
+            return _no_content()
+        interaction: JSON = {"id": str(interaction_id), "type": state.type or 2}
+        if message is not None:
+            interaction["response_message_id"] = message["id"]
+            interaction["response_message_loading"] = response_type == 5
+            interaction["response_message_ephemeral"] = bool(
+                int(message.get("flags") or 0) & EPHEMERAL
+            )
+        if state.channel_id is not None:
+            interaction["channel_id"] = str(state.channel_id)
+        if state.guild_id is not None:
+            interaction["guild_id"] = str(state.guild_id)
+        resource: JSON = {"type": response_type}
+        if message is not None and response_type in (4, 5, 7):
+            resource["message"] = message
+        return _json_response({"interaction": interaction, "resource": resource})
+
+    @staticmethod
+    def _check_response_type(state: InteractionState, response_type: int) -> None:
+        if response_type not in (1, 4, 5, 6, 7, 8, 9):
+            raise _form_error(
+                "type", "BASE_TYPE_CHOICES", "Value must be one of (1, 4, 5, 6, 7, 8, 9)."
+            )
+        if state.type is None:
+            return
+        allowed = {
+            1: {1},
+            2: {4, 5, 9},
+            3: {4, 5, 6, 7, 9},
+            4: {8},
+            5: {4, 5, 6, 7},
+        }.get(state.type, set())
+        if response_type not in allowed:
+            raise DiscordError(
+                400, 40043, "Interaction response type not allowed for this interaction"
+            )
+
+    def _interaction_for_webhook(self, req: FakeRequest) -> InteractionState:
+        if req.int_param("app_id") != self.application_id:
+            raise _unknown("Webhook", 10015)
+        state = self.interactions.get(req.params["token"])
+        if state is None or not state.acknowledged:
+            # The webhook token only works once the interaction has been acknowledged.
+            raise _unknown("Webhook", 10015)
+        return state
+
+    def _interaction_message(self, state: InteractionState, raw_id: str) -> JSON:
+        if raw_id == "@original":
+            message_id = state.original_message_id
+        else:
+            message_id = _as_int(raw_id)
+            if message_id not in (state.original_message_id, *state.followup_ids):
+                message_id = None
+        message = None if message_id is None else self.messages_by_id.get(message_id)
+        if message is None:
+            raise _unknown("Message", 10008)
+        return message
+
+    async def _webhook_execute(self, req: FakeRequest) -> web.StreamResponse:
+        state = self._interaction_for_webhook(req)
+        payload = req.body
+        self._validate_new_message(payload, req.files)
+        flags = int(payload.get("flags") or 0)
+        original = (
+            self.messages_by_id.get(state.original_message_id)
+            if state.original_message_id is not None
+            else None
+        )
+        if state.deferred_pending and original is not None:
+            # Discord: the first follow-up after a deferred response replaces the loading
+            # message and keeps the deferral's visibility, whatever flags it asks for.
+            state.deferred_pending = False
+            original["attachments"] = []
+            self._apply_edit(
+                original,
+                {"content": None, "embeds": [], "components": [], **payload, "flags": flags},
+                req.files,
+            )
+            original["edited_timestamp"] = None
+            if payload.get("nonce") is not None:
+                original["nonce"] = payload["nonce"]
+            message = original
+        else:
+            message = self._new_message(
+                state.channel_id or 0,
+                payload,
+                files=req.files,
+                flags=flags & SETTABLE_FLAGS,
+                interaction=state,
+            )
+            state.followup_ids.append(int(message["id"]))
+        if not _truthy(req.query.get("wait")):
+            return _no_content()
+        return _json_response(message)
+
+    async def _webhook_get(self, req: FakeRequest) -> web.StreamResponse:
+        state = self._interaction_for_webhook(req)
+        return _json_response(self._interaction_message(state, req.params["message_id"]))
+
+    async def _webhook_edit(self, req: FakeRequest) -> web.StreamResponse:
+        state = self._interaction_for_webhook(req)
+        message = self._interaction_message(state, req.params["message_id"])
+        self._apply_edit(message, req.body, req.files)
+        if int(message["id"]) == state.original_message_id:
+            state.deferred_pending = False
+        return _json_response(message)
+
+    async def _webhook_delete(self, req: FakeRequest) -> web.StreamResponse:
+        state = self._interaction_for_webhook(req)
+        message = self._interaction_message(state, req.params["message_id"])
+        self._delete_stored(int(message["id"]))
+        return _no_content()
+
+    # ------------------------------------------------------------------ channels
+
+    def _channel_for(self, req: FakeRequest, *, sending: bool = False) -> int:
+        channel_id = req.int_param("channel_id")
+        if channel_id in self.missing_channels:
+            raise _unknown("Channel", 10003)
+        if self.strict_channels and channel_id not in self.channels:
+            raise _unknown("Channel", 10003)
+        if sending:
+            if channel_id in self.forbidden_channels:
+                raise DiscordError(403, 50013, "Missing Permissions")
+            channel = self.channels.get(channel_id)
+            if channel is not None and channel.get("type") == 1:
+                recipient = int(channel["recipients"][0]["id"])
+                if recipient in self.dm_closed_users:
+                    raise DiscordError(403, 50007, "Cannot send messages to this user")
+        return channel_id
+
+    def _channel_message(self, req: FakeRequest, channel_id: int) -> JSON:
+        message = self.messages_by_id.get(req.int_param("message_id"))
+        if message is None or int(message["channel_id"]) != channel_id:
+            raise _unknown("Message", 10008)
+        return message
+
+    async def _get_channel(self, req: FakeRequest) -> web.StreamResponse:
+        channel_id = self._channel_for(req)
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            raise _unknown("Channel", 10003)
+        return _json_response(channel)
+
+    async def _create_dm(self, req: FakeRequest) -> web.StreamResponse:
+        recipient = _as_int(req.body.get("recipient_id"))
+        if recipient is None:
+            raise _form_error("recipient_id", "BASE_TYPE_REQUIRED", "This field is required")
+        return _json_response(self.dm_channel_for(recipient))
+
+    async def _typing(self, req: FakeRequest) -> web.StreamResponse:
+        self._channel_for(req, sending=True)
+        return _no_content()
+
+    async def _list_messages(self, req: FakeRequest) -> web.StreamResponse:
+        channel_id = self._channel_for(req)
+        limit = max(1, min(100, _as_int(req.query.get("limit")) or 50))
+        before = _as_int(req.query.get("before"))
+        after = _as_int(req.query.get("after"))
+        messages = self.channel_messages(channel_id, include_ephemeral=False)
+        if before is not None:
+            messages = [m for m in messages if int(m["id"]) < before]
+        if after is not None:
+            messages = [m for m in messages if int(m["id"]) > after][:limit]
+        # Discord lists newest first.
+        return _json_response(list(reversed(messages[-limit:])))
+
+    async def _create_message(self, req: FakeRequest) -> web.StreamResponse:
+        channel_id = self._channel_for(req, sending=True)
+        payload = req.body
+        nonce = payload.get("nonce")
+        key = (channel_id, str(nonce))
+        if nonce is not None and payload.get("enforce_nonce"):
+            seen = self._nonces.get(key)
+            if seen is not None and time.monotonic() - seen[1] <= self.nonce_window:
+                earlier = self.messages_by_id.get(seen[0])
+                if earlier is not None:
+                    return _json_response(earlier)
+        self._validate_new_message(payload, req.files)
+        message = self._new_message(
+            channel_id,
+            payload,
+            files=req.files,
+            flags=int(payload.get("flags") or 0)
+            & (SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS | IS_COMPONENTS_V2),
+        )
+        if nonce is not None and payload.get("enforce_nonce"):
+            self._nonces[key] = (int(message["id"]), time.monotonic())
+        return _json_response(message)
+
+    async def _get_message(self, req: FakeRequest) -> web.StreamResponse:
+        channel_id = self._channel_for(req)
+        return _json_response(self._channel_message(req, channel_id))
+
+    async def _edit_message(self, req: FakeRequest) -> web.StreamResponse:
+        channel_id = self._channel_for(req)
+        message = self._channel_message(req, channel_id)
+        if message["author"]["id"] != self.bot_user["id"] and "content" in req.body:
+            raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+        self._apply_edit(message, req.body, req.files)
+        return _json_response(message)
+
+    async def _delete_message(self, req: FakeRequest) -> web.StreamResponse:
+        channel_id = self._channel_for(req)
+        message = self._channel_message(req, channel_id)
+        self._delete_stored(int(message["id"]))
+        return _no_content()
+
+    # ------------------------------------------------------------------ CDN
+
+    async def _cdn_attachment(self, req: FakeRequest) -> web.StreamResponse:
+        attachment_id = _as_int(req.params["attachment_id"])
+        stored = None if attachment_id is None else self.attachment_bytes.get(attachment_id)
+        if stored is None:
+            return web.Response(status=404, text="404: Not Found")
+        data, content_type = stored
+        return web.Response(body=data, content_type=content_type or "application/octet-stream")
