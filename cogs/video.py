@@ -165,9 +165,15 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         bot = self.bot
         try:
             provider_task_id = await bot.provider.generate(request)
-        except provider_errors.ProviderError as error:
-            state, message = refusal_for(error)
-            log.info("Submission of task %s failed: %s", task.id, error)
+        except Exception as error:
+            if isinstance(error, provider_errors.ProviderError):
+                state, message = refusal_for(error)
+                log.info("Submission of task %s failed: %s", task.id, error)
+            else:
+                # Whether the provider heard of it is unknown: refund, and say so in the log.
+                log.exception("Submission of task %s failed unexpectedly", task.id)
+                state = TaskState.UNCERTAIN
+                message = "Something went wrong while starting your clip. Your credits are back."
             balance = await task_store.finish_with_refund(
                 bot.db, task.id, state, message, allowed_from=(TaskState.SUBMITTING,)
             )

@@ -107,7 +107,9 @@ class VideoBot(commands.Bot):
             (command.to_dict(self.tree) for command in self.tree.get_commands()),
             key=lambda command: str(command["name"]),
         )
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        # The application id is part of it: a new bot token means a new, empty application.
+        document = {"application_id": self.application_id, "commands": payload}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
     async def sync_commands(self) -> None:
         """Sync to the dev server at once; globally only when the tree changed."""

@@ -1,0 +1,204 @@
+"""The poller and the delivery: clips arrive once, failures refund once, restarts lose nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from db import credits
+from db import tasks as task_store
+from db.tasks import NewTask, TaskState
+from provider.simulator import ProviderSimulator
+from tests.fakediscord import FakeDiscord
+from tests.harness import Harness, bot_settings, running_bot
+
+PROMPT = "Drone shot over neon night market"
+
+
+async def generate(harness: Harness, prompt: str = PROMPT, **context: Any) -> str:
+    await harness.run("generate", options={"prompt": prompt}, **context)
+    return (await harness.tasks())[0].id
+
+
+def clip_posts(fake: FakeDiscord, channel_id: int) -> list[dict[str, object]]:
+    return [
+        m for m in fake.channel_messages(channel_id) if "your clip is ready" in str(m["content"])
+    ]
+
+
+async def test_a_failed_task_is_refunded_once_and_the_member_told(harness: Harness) -> None:
+    harness.simulator.fail_tasks = "Content policy violation"
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "failed")
+    assert task.error == "Content policy violation"
+    assert await harness.balance() == 260
+    entries = await credits.ledger_for(harness.bot.db, harness.fake.guild_id, harness.fake.user_id)
+    assert [e.reason for e in entries] == ["welcome", "charge", "refund"]
+
+    fake = harness.fake
+    card = await fake.wait_for_call(
+        "PATCH", rf"^/channels/{fake.channel_id}/messages/{task.card_message_id}$"
+    )
+    embed = card.json["embeds"][0]
+    assert embed["title"] == "❌ Failed — credits refunded"
+    assert {f["name"]: f["value"] for f in embed["fields"]}["Reason"] == "Content policy violation"
+    [notice] = [
+        m for m in fake.channel_messages(fake.channel_id) if "could not be made" in m["content"]
+    ]
+    assert (
+        "Content policy violation" in notice["content"]
+        and "65 credits are back" in notice["content"]
+    )
+    assert clip_posts(fake, fake.channel_id) == []
+
+
+@pytest.mark.settings(render_timeout_seconds=0.3)
+async def test_a_task_rendering_too_long_is_refunded(harness: Harness) -> None:
+    harness.simulator.render_seconds = 3600
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "timed_out")
+    assert "still rendering" in (task.error or "")
+    assert await harness.balance() == 260
+
+
+async def test_status_polls_are_spaced_out(harness: Harness) -> None:
+    harness.simulator.render_seconds = 0.8
+    task_id = await generate(harness)
+    await harness.wait_for_task(task_id, "done")
+    polls = len(harness.simulator.requests_to("status"))
+    # 0.05 s growing by half each time, capped at 0.3 s: about six polls cover 0.8 s, not sixteen.
+    assert 2 <= polls <= 8
+
+
+async def test_a_rate_limited_status_poll_still_completes(harness: Harness) -> None:
+    harness.simulator.fail_next("status", 429, retry_after=0.1, count=2)
+    harness.simulator.fail_next("status", 500, count=1)
+    task_id = await generate(harness)
+    await harness.wait_for_task(task_id, "done")
+    assert len(clip_posts(harness.fake, harness.fake.channel_id)) == 1
+
+
+async def test_a_clip_over_the_upload_limit_is_posted_as_a_link(harness: Harness) -> None:
+    task_id = await generate(harness, attachment_size_limit=1024)
+    task = await harness.wait_for_task(task_id, "done")
+    assert task.delivered_via == "link"
+    [post] = clip_posts(harness.fake, harness.fake.channel_id)
+    assert post["attachments"] == []
+    assert task.result_urls[0] in str(post["content"]) and "too large" in str(post["content"])
+
+
+async def test_a_refused_channel_sends_the_clip_by_dm(harness: Harness) -> None:
+    fake = harness.fake
+    fake.forbidden_channels.add(fake.channel_id)
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done")
+    assert task.delivered_via == "dm"
+    [dm] = fake.dm_messages(fake.user_id)
+    assert dm["attachments"][0]["filename"].endswith(".mp4")
+    assert "could not post in the channel" in dm["content"]
+
+
+async def test_with_dms_closed_too_the_clip_stays_reachable_by_status(harness: Harness) -> None:
+    fake = harness.fake
+    fake.forbidden_channels.add(fake.channel_id)
+    fake.dm_closed_users.add(fake.user_id)
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done")
+    assert task.delivered_via == "none" and task.result_urls
+    payload = await harness.run("status", options={"task_id": task_id})
+    [reply] = harness.replies(payload)
+    clip = {f["name"]: f["value"] for f in reply["embeds"][0]["fields"]}["Clip"]
+    assert task.result_urls[0] in clip
+    assert await harness.balance() == 195
+
+
+async def test_a_repeated_delivery_posts_once(harness: Harness) -> None:
+    """A post that went through just before a crash is not posted again on the retry."""
+    harness.simulator.render_seconds = 3600
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "rendering")
+    assert task.provider_task_id is not None
+    harness.simulator.finish(task.provider_task_id)
+    status = await harness.bot.provider.status(task.provider_task_id)
+    await task_store.mark_delivering(
+        harness.bot.db, task_id, status.response_urls, next_poll_at=1e12
+    )
+    delivering = await task_store.get(harness.bot.db, task_id)
+    assert delivering is not None
+    # The first attempt posts; pretend its "done" write was lost and run the step again.
+    await harness.bot.renderer.deliver(delivering)
+    await harness.bot.renderer.deliver(delivering)
+    assert len(clip_posts(harness.fake, harness.fake.channel_id)) == 1
+    done = await task_store.get(harness.bot.db, task_id)
+    assert done is not None and done.state is TaskState.DONE
+
+
+async def test_mass_mentions_in_a_prompt_ping_nobody(harness: Harness) -> None:
+    fake = harness.fake
+    task_id = await generate(harness, "@everyone @here <@&123456> look at this")
+    await harness.wait_for_task(task_id, "done")
+    checked = 0
+    for record in fake.requests:
+        body = record.json
+        if isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = body["data"]  # an interaction callback carries its message under "data"
+        if not isinstance(body, dict) or not {"content", "embeds"} & body.keys():
+            continue
+        checked += 1
+        mentions = body.get("allowed_mentions")
+        assert mentions is not None, record.path
+        assert mentions.get("parse") == [] and not mentions.get("roles"), record.path
+        assert [int(u) for u in mentions.get("users", [])] in ([], [fake.user_id]), record.path
+    assert checked >= 3  # the card, its edits and the clip
+    for message in fake.channel_messages(fake.channel_id):
+        assert not message["mention_everyone"] and not message["mention_roles"]
+
+
+async def test_a_restart_mid_render_delivers_exactly_once(
+    tmp_path, fake: FakeDiscord, simulator: ProviderSimulator
+) -> None:
+    settings = bot_settings(tmp_path, simulator)
+    simulator.render_seconds = 0.6
+    async with running_bot(fake, simulator, settings) as first:
+        task_id = await generate(first)
+        await first.wait_for_task(task_id, "rendering")
+    # The first process is gone before the clip was ready.
+    assert clip_posts(fake, fake.channel_id) == []
+    async with running_bot(fake, simulator, settings) as second:
+        task = await second.wait_for_task(task_id, "done")
+        assert task.delivered_via == "attachment"
+    assert len(clip_posts(fake, fake.channel_id)) == 1
+    assert len(simulator.requests_to("generate")) == 1
+
+
+async def test_a_submission_cut_off_by_a_restart_is_refunded_as_uncertain(
+    tmp_path, fake: FakeDiscord, simulator: ProviderSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = bot_settings(tmp_path, simulator)
+    async with running_bot(fake, simulator, settings) as first:
+        # What a crash between the charge and the provider's answer leaves behind.
+        stranded, _ = await task_store.reserve(
+            first.bot.db,
+            NewTask(
+                guild_id=fake.guild_id,
+                channel_id=fake.channel_id,
+                user_id=fake.user_id,
+                prompt=PROMPT,
+                aspect_ratio="16:9",
+                duration=5,
+                sound=False,
+                image_urls=(),
+                cost=65,
+                upload_limit=10 * 1024 * 1024,
+            ),
+            starting_credits=260,
+        )
+        await first.bot.renderer.stop()  # the old run never gets to settle it
+    async with running_bot(fake, simulator, settings) as second:
+        task = await second.wait_for_task(stranded.id, "uncertain")
+        assert await second.balance() == 260
+        assert "restarted" in (task.error or "")
+    assert any(
+        "never confirmed" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records
+    )

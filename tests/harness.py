@@ -1,0 +1,149 @@
+"""The bot as `python bot.py` builds it, against the provider simulator and the fake Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import discord
+
+from bot import open_bot
+from core.bot import VideoBot
+from core.settings import Settings
+from db import credits
+from db import tasks as task_store
+from db.tasks import Task
+from provider.simulator import ProviderSimulator
+from tests import payloads
+from tests.fakediscord import FakeDiscord, Recorded
+
+TOKEN = "fake-discord-token.abc.def"
+API_KEY = "sd-test-key-0123456789"
+MANAGE_GUILD = 1 << 5
+MEMBER_PERMISSIONS = int(discord.Permissions(view_channel=True, send_messages=True).value)
+ADMIN_PERMISSIONS = MEMBER_PERMISSIONS | MANAGE_GUILD
+
+# Short intervals keep polling tests quick without changing what they exercise.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "request_timeout": 1.0,
+    "backoff_base": 0.01,
+    "backoff_cap": 0.05,
+    "max_rps": 0,
+}
+
+
+def bot_settings(tmp_path: Path, simulator: ProviderSimulator, **overrides: Any) -> Settings:
+    """Settings for a bot under test: the simulator as provider, a database in tmp_path."""
+    base = Settings(
+        discord_token=TOKEN,
+        seedance_api_key=API_KEY,
+        seedance_api_base=simulator.base_url,
+        database_path=tmp_path / "bot.db",
+        poll_interval_seconds=0.05,
+        render_timeout_seconds=30.0,
+    )
+    return replace(base, **overrides)
+
+
+@dataclass
+class Harness:
+    """One running bot and the two fakes it talks to."""
+
+    bot: VideoBot
+    fake: FakeDiscord
+    simulator: ProviderSimulator
+    settings: Settings
+
+    async def run(
+        self,
+        subcommand: str,
+        *,
+        group: str = "video",
+        options: dict[str, Any] | None = None,
+        user_id: int | None = None,
+        admin: bool = False,
+        **context: Any,
+    ) -> dict[str, Any]:
+        """Dispatch a slash command as Discord would and wait until the command has finished."""
+        payload = payloads.slash_command(
+            self.fake,
+            name=group,
+            subcommand=subcommand,
+            options=options or {},
+            user_id=user_id or self.fake.user_id,
+            permissions=ADMIN_PERMISSIONS if admin else MEMBER_PERMISSIONS,
+            **context,
+        )
+        await self.dispatch(payload)
+        return payload
+
+    async def dispatch(self, payload: dict[str, Any]) -> None:
+        """Hand the interaction to the bot and wait for its handler (and error handler) to end."""
+        before = set(asyncio.all_tasks())
+        payloads.dispatch(self.bot, payload)
+        started = [
+            task
+            for task in asyncio.all_tasks() - before
+            if task.get_name().startswith(
+                ("CommandTree-invoker", "discord-ui-view-dispatch", "discord-ui-dynamic-item")
+            )
+        ]
+        await asyncio.gather(*started)
+
+    def callback(self, payload: dict[str, Any]) -> Recorded:
+        """Return the interaction's acknowledgement."""
+        [record] = self.fake.calls("POST", rf"^/interactions/{payload['id']}/[^/]+/callback$")
+        return record
+
+    def replies(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """Return every message the interaction produced (original response and follow-ups)."""
+        return self.fake.interaction_messages(payload["token"])
+
+    async def balance(self, user_id: int | None = None) -> int:
+        """Return a member's balance as the database holds it."""
+        return await credits.balance(
+            self.bot.db,
+            self.fake.guild_id,
+            user_id or self.fake.user_id,
+            self.settings.default_credits,
+        )
+
+    async def tasks(self, user_id: int | None = None) -> list[Task]:
+        """Return a member's tasks, newest first."""
+        return await task_store.for_member(
+            self.bot.db, self.fake.guild_id, user_id or self.fake.user_id, limit=100
+        )
+
+    async def wait_for_task(self, task_id: str, *states: str, within: float = 5.0) -> Task:
+        """Wait until the task reaches one of `states` (polling the database briefly)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            task = await task_store.get(self.bot.db, task_id)
+            if task is not None and task.state.value in states:
+                return task
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"task {task_id} stayed {task and task.state}")
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    fake: FakeDiscord, simulator: ProviderSimulator, settings: Settings
+) -> AsyncIterator[Harness]:
+    """Start the bot exactly as bot.py does (login runs setup_hook), and close it after."""
+    async with open_bot(settings, **CLIENT_OPTIONS) as bot:
+        await bot.login(settings.discord_token)
+        try:
+            yield Harness(bot, fake, simulator, settings)
+        finally:
+            await bot.close()
+
+
+def errors_logged(records: list[logging.LogRecord]) -> list[str]:
+    """Return the ERROR (and worse) log lines, which no healthy test run should produce."""
+    return [r.getMessage() for r in records if r.levelno >= logging.ERROR]
