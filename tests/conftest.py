@@ -60,4 +60,5 @@ async def harness(
         yield h
     assert not fake.errors
     if request.node.get_closest_marker("allow_errors") is None:
-        assert errors_logged(caplog.records) == []
+        logged = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
+        assert errors_logged(logged) == []

@@ -202,3 +202,24 @@ async def test_a_submission_cut_off_by_a_restart_is_refunded_as_uncertain(
     assert any(
         "never confirmed" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records
     )
+
+
+@pytest.mark.allow_errors
+async def test_the_poller_survives_a_failing_tick(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_due = task_store.due
+    failures: list[int] = []
+
+    async def due_failing_once(*args: Any, **kwargs: Any) -> list[Any]:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("database went away for a moment")
+        return await real_due(*args, **kwargs)
+
+    monkeypatch.setattr(task_store, "due", due_failing_once)
+    task_id = await generate(harness)
+    await harness.wait_for_task(task_id, "done")
+    assert failures == [1]
+    assert harness.bot.renderer.running
+    assert any("tick failed" in r.getMessage() for r in caplog.records)
