@@ -139,8 +139,7 @@ class Renderer:
             log.exception("Handling task %s failed; it will be tried again", task.id)
             later = self.clock() + self.interval(task.poll_attempts + 1)
             try:
-                await task_store.schedule_poll(self.bot.db, task.id, later)
-                await task_store.schedule_delivery_retry(self.bot.db, task.id, later)
+                await task_store.reschedule(self.bot.db, task.id, later)
             except Exception:
                 log.exception("Could not reschedule task %s", task.id)
         finally:
@@ -183,7 +182,7 @@ class Renderer:
             status = await self.bot.provider.status(task.provider_task_id)
         except ProviderError as error:
             log.warning("Polling task %s failed (%s); trying again later", task.id, error)
-            await task_store.schedule_poll(
+            await task_store.reschedule(
                 self.bot.db, task.id, self.clock() + self.interval(task.poll_attempts + 1)
             )
             return
@@ -205,7 +204,7 @@ class Renderer:
                 assert delivering is not None
                 await self.deliver(delivering)
         else:
-            await task_store.schedule_poll(
+            await task_store.reschedule(
                 self.bot.db, task.id, self.clock() + self.interval(task.poll_attempts + 1)
             )
 
@@ -244,7 +243,7 @@ class Renderer:
         await self._update_card(task.id)
 
     async def _retry_delivery(self, task: Task) -> None:
-        await task_store.schedule_delivery_retry(
+        await task_store.reschedule(
             self.bot.db, task.id, self.clock() + self.interval(task.delivery_attempts + 1)
         )
 

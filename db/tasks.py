@@ -238,13 +238,15 @@ async def finish_with_refund(
         return await refund_task(conn, task_id, note=f"{to.value}: {error}"[:200])
 
 
-async def schedule_poll(db: Database, task_id: str, next_poll_at: float) -> None:
-    """Count a poll that found the task still running and set the next one."""
+async def reschedule(db: Database, task_id: str, next_attempt_at: float) -> None:
+    """Count a poll (or delivery attempt) that has to be tried again, and set when."""
     async with db.transaction() as conn:
         await conn.execute(
-            "UPDATE tasks SET poll_attempts = poll_attempts + 1, next_poll_at = ?, updated_at = ? "
-            "WHERE id = ? AND state = 'rendering'",
-            (next_poll_at, utcnow(), task_id),
+            "UPDATE tasks SET poll_attempts = poll_attempts + (state = 'rendering'), "
+            "delivery_attempts = delivery_attempts + (state = 'delivering'), "
+            "next_poll_at = ?, updated_at = ? "
+            "WHERE id = ? AND state IN ('rendering', 'delivering')",
+            (next_attempt_at, utcnow(), task_id),
         )
 
 
@@ -260,16 +262,6 @@ async def mark_delivering(
             allowed_from=(TaskState.RENDERING,),
             result_urls=json.dumps(list(result_urls)),
             next_poll_at=next_poll_at,
-        )
-
-
-async def schedule_delivery_retry(db: Database, task_id: str, next_attempt_at: float) -> None:
-    """Count a delivery attempt that failed and set when to try again."""
-    async with db.transaction() as conn:
-        await conn.execute(
-            "UPDATE tasks SET delivery_attempts = delivery_attempts + 1, next_poll_at = ?, "
-            "updated_at = ? WHERE id = ? AND state = 'delivering'",
-            (next_attempt_at, utcnow(), task_id),
         )
 
 
