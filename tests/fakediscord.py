@@ -1,4 +1,4 @@
-"""A fake Discord REST API on 127.0.0.1 that the unmodified discord.py client can log in to.
+"""A fake Discord (REST API and gateway) on 127.0.0.1 that the unmodified discord.py client uses.
 
 Start it (``async with FakeDiscord() as fake:``), log a real ``commands.Bot`` in with any token,
 feed it interactions built by ``tests.payloads`` through
@@ -6,9 +6,19 @@ feed it interactions built by ``tests.payloads`` through
 ``fake.requests`` (every request, recorded), ``fake.callbacks`` (interaction responses),
 ``fake.channel_messages(channel_id)`` (the messages as Discord would store them).
 
-Routes are a table (``FakeDiscord.add_route``) matched in order, so a later gateway or more
-endpoints slot in without touching the dispatcher. Handlers raise ``DiscordError`` to answer with
-Discord's JSON error body. Faults (``fail_next``, ``forbidden_channels``, ``missing_channels``,
+Or run the whole client (``bot.start(token)``): the fake's gateway (``/gateway``, websocket,
+zlib-stream compressed like Discord's) says HELLO, acks heartbeats, answers IDENTIFY with READY
+and one GUILD_CREATE per guild of its world, and RESUME with the missed dispatches. Deliver
+events with ``fake.send_interaction(payload)`` / ``fake.dispatch_event(name, data)``, drop the
+connection with ``fake.disconnect()``; ``fake.gateway_frames`` records what the bot sent.
+Three discord.py habits to plan for: ``wait_until_ready()`` raises until ``login()`` has run
+(wait for ``fake.gateway_connected`` first); "ready" comes ``guild_ready_timeout`` (2 s by
+default) after the last GUILD_CREATE; and every IDENTIFY but the first sleeps 5 s in
+``before_identify_hook`` (override it in a test bot that will identify twice).
+
+Routes are a table (``FakeDiscord.add_route``) matched in order, so more endpoints slot in
+without touching the dispatcher. Handlers raise ``DiscordError`` to answer with Discord's JSON
+error body. Faults (``fail_next``, ``forbidden_channels``, ``missing_channels``,
 ``dm_closed_users``) make chosen calls fail the way Discord fails them.
 """
 
@@ -23,27 +33,37 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import zlib
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
+import discord
 import discord.asset
+import discord.gateway
 import discord.http
 import discord.webhook.async_
-from aiohttp import BodyPartReader, hdrs, web
+import yarl
+from aiohttp import BodyPartReader, WSMsgType, hdrs, web
 
 __all__ = [
     "API_BASE_PATH",
+    "BOT_PERMISSIONS",
     "EPHEMERAL",
+    "EVERYONE_PERMISSIONS",
     "LOADING",
+    "PRIVILEGED_INTENTS",
     "CallbackRecord",
     "DiscordError",
     "FakeDiscord",
     "FakeRequest",
     "Fault",
+    "GatewayConnection",
+    "GatewayFrame",
+    "GatewaySession",
     "InteractionState",
     "Recorded",
     "RecordedFile",
@@ -82,6 +102,83 @@ _MESSAGE_TYPE_CHAT_INPUT_COMMAND = 20
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _TEMPLATE_PARAM = re.compile(r"\{(\w+)\}")
+
+# The gateway: opcodes, close codes and what discord.py makes of them.
+GATEWAY_VERSION = 10
+OP_DISPATCH = 0
+OP_HEARTBEAT = 1
+OP_IDENTIFY = 2
+OP_PRESENCE_UPDATE = 3
+OP_VOICE_STATE_UPDATE = 4
+OP_RESUME = 6
+OP_RECONNECT = 7
+OP_REQUEST_GUILD_MEMBERS = 8
+OP_INVALID_SESSION = 9
+OP_HELLO = 10
+OP_HEARTBEAT_ACK = 11
+OP_REQUEST_SOUNDBOARD_SOUNDS = 31
+_CLIENT_OPS = {
+    OP_HEARTBEAT,
+    OP_IDENTIFY,
+    OP_PRESENCE_UPDATE,
+    OP_VOICE_STATE_UPDATE,
+    OP_RESUME,
+    OP_REQUEST_GUILD_MEMBERS,
+    OP_REQUEST_SOUNDBOARD_SOUNDS,
+}
+_CLOSE_REASONS: dict[int, str] = {
+    1001: "Going away.",
+    4000: "Unknown error.",
+    4001: "Unknown opcode.",
+    4002: "Error while decoding payload.",
+    4003: "Not authenticated.",
+    4004: "Authentication failed.",
+    4005: "Already authenticated.",
+    4007: "Invalid seq.",
+    4008: "Rate limited.",
+    4009: "Session timed out.",
+    4010: "Invalid shard.",
+    4011: "Sharding required.",
+    4012: "Invalid API version.",
+    4013: "Invalid intent(s).",
+    4014: "Disallowed intent(s).",
+}
+# Closing with these also ends the session: the bot's RESUME gets INVALID_SESSION.
+_SESSION_ENDING_CLOSES = {4007, 4009}
+_ZLIB_SUFFIX = b"\x00\x00\xff\xff"
+_REDACTED = "<redacted>"
+_GUILDS_INTENT = 1 << 0
+# GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT: the ones an app must be granted.
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
+_THREAD_TYPES = {10, 11, 12}
+_VOICE_TYPES = {2, 13}
+
+EVERYONE_PERMISSIONS = discord.Permissions(
+    create_instant_invite=True,
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    embed_links=True,
+    attach_files=True,
+    add_reactions=True,
+    use_external_emojis=True,
+    read_message_history=True,
+    use_application_commands=True,
+    connect=True,
+    speak=True,
+    change_nickname=True,
+).value
+BOT_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    read_message_history=True,
+    embed_links=True,
+    attach_files=True,
+    add_reactions=True,
+    use_external_emojis=True,
+).value
 
 _DEFAULT_ERRORS: dict[int, tuple[int, str]] = {
     400: (50035, "Invalid Form Body"),
@@ -315,6 +412,172 @@ class InteractionState:
         return self.response_type is not None
 
 
+@dataclass(frozen=True)
+class GatewayFrame:
+    """One gateway frame: received from the bot (``fake.gateway_frames``) or sent to it
+    (``fake.gateway_sent``). A ``token`` in ``d`` (IDENTIFY, RESUME) is never kept.
+
+    ``connection`` is the ``GatewayConnection.number`` (1 for the bot's first socket);
+    ``replayed`` marks a dispatch sent again in answer to RESUME.
+    """
+
+    connection: int
+    op: int | None
+    d: Any = dc_field(repr=False)
+    t: str | None
+    s: int | None
+    time: float
+    replayed: bool = False
+
+
+@dataclass
+class GatewaySession:
+    """One IDENTIFY'd gateway session: its sequence and every dispatch sent in it.
+
+    The buffer outlives the socket, so a RESUME (on another socket) replays what the bot
+    missed. A session ends when the bot closes with 1000/1001 or the fake invalidates it.
+    """
+
+    session_id: str
+    intents: int
+    shard: tuple[int, int] | None
+    seq: int = 0
+    buffer: list[JSON] = dc_field(default_factory=list, repr=False)
+    connection: GatewayConnection | None = dc_field(default=None, repr=False)
+    ended: bool = False
+
+    @property
+    def connected(self) -> bool:
+        return self.connection is not None
+
+
+class GatewayConnection:
+    """One websocket the bot opened to the fake gateway.
+
+    Frames are serialised, compressed and queued in the order they are pushed; a single writer
+    task sends them, so the zlib stream and the sequence numbers never interleave.
+    """
+
+    def __init__(
+        self,
+        number: int,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        *,
+        compression: str | None,
+        sent: list[GatewayFrame],
+    ) -> None:
+        self.number = number
+        self.ws = ws
+        self.path: str = request.path
+        self.query: dict[str, str] = dict(request.query)
+        # "zlib-stream" when frames are binary zlib, None when they are JSON text.
+        self.compression = compression
+        self.session: GatewaySession | None = None
+        self.opened: float = time.monotonic()
+        self.close_code: int | None = None  # set once the socket is gone
+        self.closed_by_fake: int | None = None  # the code, when the fake closed it
+        self.done = asyncio.Event()
+        self._sent = sent
+        self._closing = asyncio.Event()
+        self._zlib = zlib.compressobj() if compression == "zlib-stream" else None
+        self._outbox: asyncio.Queue[tuple[str | bytes, asyncio.Future[bool]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        session = self.session.session_id if self.session else None
+        return (
+            f"<GatewayConnection #{self.number} {self.path} session={session} "
+            f"close_code={self.close_code}>"
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self.done.is_set() or self.ws.closed
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write(), name=f"fake-gateway-writer-{self.number}")
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` for this connection; it is cancelled when the socket ends."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def push(self, frame: JSON, *, replayed: bool = False) -> asyncio.Future[bool]:
+        """Queue ``frame``; the future says whether it reached the socket."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._writer is None or self._writer.done() or self._closing.is_set():
+            future.set_result(False)
+            return future
+        text = json.dumps(frame, separators=(",", ":"))
+        payload: str | bytes = text
+        if self._zlib is not None:
+            # One compressor for the whole connection; each message ends in a sync flush,
+            # which is how discord.py finds message boundaries (the 00 00 ff ff suffix).
+            payload = self._zlib.compress(text.encode()) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+            assert payload.endswith(_ZLIB_SUFFIX)
+        self._sent.append(
+            GatewayFrame(
+                connection=self.number,
+                op=frame.get("op"),
+                d=frame.get("d"),
+                t=frame.get("t"),
+                s=frame.get("s"),
+                time=time.monotonic(),
+                replayed=replayed,
+            )
+        )
+        self._outbox.put_nowait((payload, future))
+        return future
+
+    async def _write(self) -> None:
+        current: asyncio.Future[bool] | None = None
+        try:
+            while True:
+                payload, current = await self._outbox.get()
+                if isinstance(payload, bytes):
+                    await self.ws.send_bytes(payload)
+                else:
+                    await self.ws.send_str(payload)
+                if not current.done():
+                    current.set_result(True)
+                current = None
+        except Exception:  # noqa: S110 - the socket closed under us; the frames stay unsent
+            pass
+        finally:
+            if current is not None and not current.done():
+                current.set_result(False)
+            while not self._outbox.empty():
+                _, pending = self._outbox.get_nowait()
+                if not pending.done():
+                    pending.set_result(False)
+
+    async def close(self, code: int, reason: str | None = None) -> None:
+        """Close the socket with ``code`` (Discord's reason text unless ``reason``)."""
+        if self.ws.closed:
+            return
+        self.closed_by_fake = code
+        self._closing.set()
+        message = _CLOSE_REASONS.get(code, "") if reason is None else reason
+        await self.ws.close(code=code, message=message.encode())
+
+    async def finish(self) -> None:
+        """Stop the writer and the helpers once the socket has ended (``done`` is set by
+        the fake after its bookkeeping)."""
+        self._closing.set()
+        tasks = [*self._tasks, *([self._writer] if self._writer is not None else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # aiohttp reports 1000 when close() had to interrupt a pending receive(): prefer the
+        # code the fake sent.
+        self.close_code = self.closed_by_fake or self.ws.close_code
+
+
 class DiscordError(Exception):
     """Raised by a route handler to answer with Discord's JSON error body."""
 
@@ -410,6 +673,7 @@ class FakeDiscord:
         bot_user_id: int | None = None,
         bot_name: str = "FakeBot",
         token: str | None = None,
+        heartbeat_interval_ms: int = 41250,
     ) -> None:
         self.application_id: int = application_id or new_snowflake()
         self.bot_user_id: int = bot_user_id or new_snowflake()
@@ -449,22 +713,47 @@ class FakeDiscord:
         self.interactions: dict[str, InteractionState] = {}
         self.global_commands: list[JSON] = []
         self.guild_commands: dict[int, list[JSON]] = {}
+        self.guilds: dict[int, JSON] = {}
+
+        # Gateway knobs, state and recording.
+        self.heartbeat_interval_ms: int = heartbeat_interval_ms
+        self.gateway_compression: bool = True  # False: JSON text frames whatever the bot asks
+        self.privileged_intents: bool = True  # False: IDENTIFY asking for them gets 4014
+        self.application_flags: int = 0
+        self.gateway_connected = asyncio.Event()  # a READY/RESUMED session has a live socket
+        self.identify_count: int = 0  # IDENTIFYs answered with READY
+        self.resume_count: int = 0  # RESUMEs answered with the replay and RESUMED
+        self.gateway_sessions: dict[str, GatewaySession] = {}
+        self.gateway_connections: list[GatewayConnection] = []
+        self.gateway_frames: list[GatewayFrame] = []  # received from the bot, tokens redacted
+        self.gateway_sent: list[GatewayFrame] = []  # sent (queued) to the bot
+        self._gateway_open = asyncio.Event()
+        self._gateway_open.set()
+        self._frame_waiters: list[
+            tuple[Callable[[GatewayFrame], bool], asyncio.Future[GatewayFrame]]
+        ] = []
 
         self.bot_user: JSON = make_user(self.bot_user_id, bot_name, bot=True)
         self.users[self.bot_user_id] = self.bot_user
         self.owner: JSON = self.add_user(username="owner")
         # A default guild, text channel and member so a test can start from nothing.
         self.guild_id: int = new_snowflake()
+        self.add_guild(self.guild_id)
         self.channel_id: int = int(self.add_channel(name="general")["id"])
         self.user_id: int = int(self.add_user(username="tester", global_name="Tester")["id"])
         self.verify_key: str = secrets.token_hex(32)
 
         self.port: int | None = None
         self.app = web.Application(client_max_size=256 * 1024 * 1024)
+        # The gateway is a websocket, not a request/response: it has its own handler (and its
+        # own recording), ahead of the REST catch-all.
+        self.app.router.add_get("/gateway", self._gateway, allow_head=False)
+        self.app.router.add_get("/gateway/resume", self._gateway, allow_head=False)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._routes: list[_RouteEntry] = []
         self._runner: web.AppRunner | None = None
         self._saved_bases: dict[str, str] = {}
+        self._saved_gateway: yarl.URL = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
         self._install_routes()
 
     # ------------------------------------------------------------------ lifecycle
@@ -482,6 +771,11 @@ class FakeDiscord:
     @property
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway"
+
+    @property
+    def resume_gateway_url(self) -> str:
+        """Where READY tells the bot to reconnect for RESUME (discord.py honours it)."""
+        return f"ws://127.0.0.1:{self.port}/gateway/resume"
 
     async def start(self) -> None:
         """Serve on a random loopback port and point discord.py's base URLs at it."""
@@ -501,23 +795,33 @@ class FakeDiscord:
             "webhook": _WEBHOOK_ROUTE.BASE,
             "asset": discord.asset.Asset.BASE,
         }
+        self._saved_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
         discord.http.Route.BASE = self.api_base
         _WEBHOOK_ROUTE.BASE = self.api_base
         # Avatars and other CDN assets would otherwise go to the real cdn.discordapp.com.
         discord.asset.Asset.BASE = self.base_url
+        # Client.connect() never asks GET /gateway/bot: it opens DEFAULT_GATEWAY (read at each
+        # connect), then READY's resume_gateway_url for RESUMEs. (AutoShardedClient does ask.)
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
         FakeDiscord._active = self
 
     async def stop(self) -> None:
-        """Stop serving and restore discord.py's base URLs."""
+        """Close the gateway sockets, stop serving and restore discord.py's base URLs."""
+        await self._close_gateway()
         if FakeDiscord._active is self:
             discord.http.Route.BASE = self._saved_bases["http"]
             _WEBHOOK_ROUTE.BASE = self._saved_bases["webhook"]
             discord.asset.Asset.BASE = self._saved_bases["asset"]
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = self._saved_gateway
             FakeDiscord._active = None
         for _, future in self._waiters:
             if not future.done():
                 future.cancel()
         self._waiters.clear()
+        for _, frame_future in self._frame_waiters:
+            if not frame_future.done():
+                frame_future.cancel()
+        self._frame_waiters.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -549,6 +853,58 @@ class FakeDiscord:
         user = make_user(uid, username, global_name=global_name, bot=bot)
         self.users[uid] = user
         return user
+
+    def add_guild(
+        self,
+        guild_id: int | None = None,
+        *,
+        name: str = "Fake Guild",
+        owner_id: int | None = None,
+        everyone_permissions: int = EVERYONE_PERMISSIONS,
+        bot_permissions: int = BOT_PERMISSIONS,
+    ) -> JSON:
+        """Register a guild the bot is in: the gateway sends it in READY and GUILD_CREATE.
+
+        It gets an @everyone role (id == guild id) and the bot's managed role, which the bot's
+        member has; edit ``fake.guilds[id]["roles"]`` to change permissions before connecting.
+        """
+        gid = guild_id or new_snowflake()
+        role_defaults: JSON = {
+            "color": 0,
+            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+            "hoist": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "mentionable": False,
+            "flags": 0,
+        }
+        guild: JSON = {
+            "id": str(gid),
+            "name": name,
+            "owner_id": str(owner_id or self.owner["id"]),
+            "joined_at": utc_iso(),
+            "roles": [
+                {
+                    **role_defaults,
+                    "id": str(gid),
+                    "name": "@everyone",
+                    "permissions": str(everyone_permissions),
+                    "position": 0,
+                    "managed": False,
+                },
+                {
+                    **role_defaults,
+                    "id": str(new_snowflake()),
+                    "name": self.bot_name,
+                    "permissions": str(bot_permissions),
+                    "position": 1,
+                    "managed": True,
+                    "tags": {"bot_id": str(self.bot_user_id)},
+                },
+            ],
+        }
+        self.guilds[gid] = guild
+        return guild
 
     def add_channel(
         self,
@@ -1727,3 +2083,555 @@ class FakeDiscord:
             return web.Response(status=404, text="404: Not Found")
         data, content_type = stored
         return web.Response(body=data, content_type=content_type or "application/octet-stream")
+
+    # ------------------------------------------------------------------ gateway: world
+
+    def _guild_ids(self) -> list[int]:
+        """Every guild of the world: registered ones, then any a channel points at."""
+        for channel in list(self.channels.values()):
+            gid = _as_int(channel.get("guild_id"))
+            if gid is not None and gid not in self.guilds:
+                self.add_guild(gid)
+        return list(self.guilds)
+
+    def guild_payload(self, guild_id: int, *, join: bool = False) -> JSON:
+        """The GUILD_CREATE body for one guild, built from the fake's current world.
+
+        Channels come from ``add_channel`` (threads go to ``threads``), roles from
+        ``add_guild``; the only member is the bot itself, as Discord sends it without the
+        GUILD_MEMBERS intent. ``join=True`` leaves out ``unavailable`` as Discord does when
+        the bot joins a guild: discord.py dispatches ``guild_join`` only then (with
+        ``"unavailable": false`` it dispatches ``guild_available``).
+        """
+        base = self.guilds.get(guild_id) or self.add_guild(guild_id)
+        channels: list[JSON] = []
+        threads: list[JSON] = []
+        for channel in self.channels.values():
+            if _as_int(channel.get("guild_id")) != guild_id:
+                continue
+            entry = dict(channel)
+            if int(entry.get("type", 0)) in _THREAD_TYPES:
+                now = utc_iso()
+                entry.setdefault("owner_id", str(self.bot_user_id))
+                entry.setdefault("message_count", 0)
+                entry.setdefault("member_count", 1)
+                entry.setdefault(
+                    "thread_metadata",
+                    {
+                        "archived": False,
+                        "auto_archive_duration": 1440,
+                        "archive_timestamp": now,
+                        "locked": False,
+                        "create_timestamp": now,
+                    },
+                )
+                threads.append(entry)
+                continue
+            # Channels inside GUILD_CREATE carry no guild_id: the guild is implied.
+            entry.pop("guild_id", None)
+            if int(entry.get("type", 0)) in _VOICE_TYPES:
+                entry.setdefault("bitrate", 64000)
+                entry.setdefault("user_limit", 0)
+                entry.setdefault("rtc_region", None)
+            channels.append(entry)
+        roles = [dict(role) for role in base["roles"]]
+        bot_roles = [
+            role["id"]
+            for role in roles
+            if (role.get("tags") or {}).get("bot_id") == str(self.bot_user_id)
+        ]
+        me = make_member(self.bot_user, roles=[int(r) for r in bot_roles])
+        me["joined_at"] = base["joined_at"]
+        system_channel = self.channels.get(self.channel_id)
+        system_channel_id = (
+            str(self.channel_id)
+            if system_channel is not None and _as_int(system_channel.get("guild_id")) == guild_id
+            else None
+        )
+        payload: JSON = {
+            "id": str(guild_id),
+            "name": base["name"],
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "banner": None,
+            "description": None,
+            "owner_id": base["owner_id"],
+            "application_id": None,
+            "region": "deprecated",
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "system_channel_id": system_channel_id,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "public_updates_channel_id": None,
+            "safety_alerts_channel_id": None,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "nsfw": False,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "premium_progress_bar_enabled": False,
+            "preferred_locale": "en-US",
+            "vanity_url_code": None,
+            "max_members": 500000,
+            "max_presences": None,
+            "max_video_channel_users": 25,
+            "max_stage_video_channel_users": 50,
+            "incidents_data": None,
+            "hub_type": None,
+            "latest_onboarding_question_id": None,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "roles": roles,
+            "joined_at": base["joined_at"],
+            "large": False,
+            "lazy": True,
+            "unavailable": False,
+            "member_count": len(self.users),
+            "members": [me],
+            "channels": channels,
+            "threads": threads,
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "embedded_activities": [],
+            "activity_instances": [],
+            "version": int(time.time() * 1000),
+        }
+        if join:
+            del payload["unavailable"]
+        return payload
+
+    def _ready_payload(self, session: GatewaySession, guild_ids: list[int]) -> JSON:
+        ready: JSON = {
+            "v": GATEWAY_VERSION,
+            "user": {
+                **self.bot_user,
+                "verified": True,
+                "mfa_enabled": False,
+                "email": None,
+                "bot": True,
+            },
+            "user_settings": {},
+            "session_type": "normal",
+            "session_id": session.session_id,
+            "resume_gateway_url": self.resume_gateway_url,
+            "relationships": [],
+            "private_channels": [],
+            "presences": [],
+            "guilds": [{"id": str(gid), "unavailable": True} for gid in guild_ids],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": ["us-east", "us-central"],
+            "auth": {},
+            "application": {"id": str(self.application_id), "flags": self.application_flags},
+            "_trace": ['["fake-gateway",{"micros":0}]'],
+        }
+        if session.shard is not None:
+            ready["shard"] = list(session.shard)
+        return ready
+
+    # ------------------------------------------------------------------ gateway: public API
+
+    async def dispatch_event(self, name: str, data: Mapping[str, Any] | None) -> int:
+        """Send dispatch ``name`` (op 0, next ``s``) to every live bot session.
+
+        A session whose socket is down (``disconnect``) keeps it in its buffer and gets it on
+        RESUME, as Discord does. Returns once it is written to the open sockets; returns how
+        many sessions got it. Raises if no bot has a session.
+        """
+        sessions = [s for s in self.gateway_sessions.values() if not s.ended]
+        if not sessions:
+            raise RuntimeError("no bot session on the fake gateway to dispatch to")
+        # A private JSON copy: fails here if not serialisable, and later edits don't leak.
+        body = json.loads(json.dumps(data))
+        futures = [
+            future
+            for session in sessions
+            if (future := self._queue_dispatch(session, name, body)) is not None
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+        return len(sessions)
+
+    async def send_interaction(self, payload: Mapping[str, Any]) -> InteractionState:
+        """Deliver an INTERACTION_CREATE (e.g. from ``tests.payloads``) over the gateway.
+
+        The interaction is registered first (unless the builder already did), so the bot's
+        callback and follow-ups resolve.
+        """
+        state = self.interactions.get(str(payload["token"]))
+        if state is None or state.id != int(payload["id"]):
+            state = self.register_interaction(payload)
+        await self.dispatch_event("INTERACTION_CREATE", payload)
+        return state
+
+    async def disconnect(
+        self,
+        code: int | None = 4000,
+        *,
+        reason: str | None = None,
+        hold: bool = False,
+        timeout: float = 5.0,  # noqa: ASYNC109 - bounds the wait for the sockets to close
+    ) -> None:
+        """Drop every open gateway socket and return once they are closed.
+
+        ``code`` 4000 (or any resumable code): the bot reconnects to ``resume_gateway_url``
+        and RESUMEs. ``code=None``: send op 7 RECONNECT and let the bot close and resume.
+        4007/4009 also end the session (the RESUME gets INVALID_SESSION, the bot identifies
+        again); 4004 and 4010-4014 make discord.py give up (``ConnectionClosed``).
+        ``hold=True`` keeps new sockets waiting before HELLO until ``release_gateway()``, so
+        dispatches sent meanwhile are certain to be missed, buffered and replayed.
+        """
+        if hold:
+            self._gateway_open.clear()
+        connections = [c for c in self.gateway_connections if not c.done.is_set()]
+        for connection in connections:
+            if code is None:
+                connection.push(self._frame(OP_RECONNECT, None))
+                continue
+            if code in _SESSION_ENDING_CLOSES and connection.session is not None:
+                connection.session.ended = True
+            await connection.close(code, reason)
+        if connections:
+            await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in connections)), timeout)
+
+    def release_gateway(self) -> None:
+        """Let sockets held by ``disconnect(hold=True)`` proceed (HELLO, then RESUME)."""
+        self._gateway_open.set()
+
+    async def invalidate_session(self, *, resumable: bool = False) -> None:
+        """Send op 9 INVALID_SESSION on every open session socket.
+
+        ``resumable=False`` ends the sessions: discord.py closes with 1000 and identifies
+        again. ``resumable=True``: it closes with 4000 and resumes.
+        """
+        futures = []
+        for connection in self.gateway_connections:
+            if connection.done.is_set() or connection.session is None:
+                continue
+            if not resumable:
+                connection.session.ended = True
+            futures.append(connection.push(self._frame(OP_INVALID_SESSION, resumable)))
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def wait_for_gateway_closed(
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the waiting is the point of this helper
+    ) -> None:
+        """Wait until every gateway socket has ended on the fake's side.
+
+        ``bot.close()`` returns once it has sent its close frame, before the fake has read it;
+        wait for this before asserting on sessions (``ended``) or ``gateway_connected``.
+        """
+        connections = [c for c in self.gateway_connections if not c.done.is_set()]
+        if connections:
+            await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in connections)), timeout)
+
+    async def wait_for_gateway_frame(
+        self,
+        op: int | None = None,
+        predicate: Callable[[GatewayFrame], bool] | None = None,
+        *,
+        since: int = 0,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the waiting is the point of this helper
+    ) -> GatewayFrame:
+        """Return the first frame the bot sent (from index ``since`` of ``gateway_frames``)
+        with opcode ``op`` that satisfies ``predicate``."""
+
+        def matches(frame: GatewayFrame) -> bool:
+            return (op is None or frame.op == op) and (predicate is None or predicate(frame))
+
+        for frame in self.gateway_frames[since:]:
+            if matches(frame):
+                return frame
+        future: asyncio.Future[GatewayFrame] = asyncio.get_running_loop().create_future()
+        waiter = (matches, future)
+        self._frame_waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            seen = ", ".join(str(f.op) for f in self.gateway_frames[since:])
+            raise AssertionError(
+                f"no matching gateway frame (op {op}) within {timeout}s; ops seen: {seen}"
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._frame_waiters.remove(waiter)
+
+    # ------------------------------------------------------------------ gateway: protocol
+
+    @staticmethod
+    def _frame(op: int, d: Any) -> JSON:
+        return {"t": None, "s": None, "op": op, "d": d}
+
+    def _queue_dispatch(
+        self, session: GatewaySession, name: str, data: Any
+    ) -> asyncio.Future[bool] | None:
+        session.seq += 1
+        frame: JSON = {"t": name, "s": session.seq, "op": OP_DISPATCH, "d": data}
+        session.buffer.append(frame)
+        if session.connection is None:
+            return None
+        return session.connection.push(frame)
+
+    def _mark_connected_when_sent(
+        self, connection: GatewayConnection, future: asyncio.Future[bool]
+    ) -> None:
+        def done(sent: asyncio.Future[bool]) -> None:
+            if sent.result() and connection.session is not None and not connection.closed:
+                self.gateway_connected.set()
+
+        future.add_done_callback(done)
+
+    def _token_ok(self, token: Any) -> bool:
+        if not isinstance(token, str) or not token:
+            return False
+        if self.token is None:
+            return True
+        return secrets.compare_digest(token, self.token)
+
+    def _record_frame(self, connection: GatewayConnection, frame: Mapping[str, Any]) -> None:
+        d = frame.get("d")
+        if isinstance(d, dict) and "token" in d:
+            d = {**d, "token": _REDACTED}
+        op = frame.get("op")
+        recorded = GatewayFrame(
+            connection=connection.number,
+            op=op if isinstance(op, int) else None,
+            d=d,
+            t=frame.get("t"),
+            s=frame.get("s"),
+            time=time.monotonic(),
+        )
+        self.gateway_frames.append(recorded)
+        for predicate, future in list(self._frame_waiters):
+            if not future.done() and predicate(recorded):
+                future.set_result(recorded)
+
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        query = dict(request.query)
+        compression = (
+            "zlib-stream"
+            if self.gateway_compression and query.get("compress") == "zlib-stream"
+            else None  # no compression asked, or one the fake lacks (zstd-stream): text frames
+        )
+        ws = web.WebSocketResponse(timeout=2.0, compress=False)
+        await ws.prepare(request)
+        connection = GatewayConnection(
+            len(self.gateway_connections) + 1,
+            ws,
+            request,
+            compression=compression,
+            sent=self.gateway_sent,
+        )
+        self.gateway_connections.append(connection)
+        try:
+            await self._serve_gateway(connection)
+        except Exception as exc:
+            # A bug in the fake: keep it for the test and drop the socket.
+            self.errors.append(exc)
+            with contextlib.suppress(Exception):
+                await connection.close(4000)
+        finally:
+            await connection.finish()
+            self._gateway_ended(connection)
+            connection.done.set()
+        return ws
+
+    async def _serve_gateway(self, connection: GatewayConnection) -> None:
+        query = connection.query
+        if query.get("v") != str(GATEWAY_VERSION):
+            await connection.close(4012)
+            return
+        if query.get("encoding", "json") != "json":
+            await connection.close(4002, "The fake gateway speaks JSON only.")
+            return
+        connection.start()
+        connection.spawn(self._hello(connection))
+        async for message in connection.ws:
+            if message.type is WSMsgType.TEXT:
+                try:
+                    frame = json.loads(message.data)
+                except ValueError:
+                    frame = None
+                if not isinstance(frame, dict):
+                    await connection.close(4002)
+                    break
+                await self._on_gateway_frame(connection, frame)
+                if connection.ws.closed:
+                    break
+            elif message.type is WSMsgType.BINARY:
+                # discord.py only compresses what it receives; it sends JSON text.
+                await connection.close(4002)
+                break
+            else:
+                break
+
+    async def _hello(self, connection: GatewayConnection) -> None:
+        await self._gateway_open.wait()
+        connection.push(
+            self._frame(
+                OP_HELLO,
+                {
+                    "heartbeat_interval": self.heartbeat_interval_ms,
+                    "_trace": ['["fake-gateway",{"micros":0}]'],
+                },
+            )
+        )
+
+    async def _on_gateway_frame(self, connection: GatewayConnection, frame: JSON) -> None:
+        self._record_frame(connection, frame)
+        op = frame.get("op")
+        d = frame.get("d")
+        if op not in _CLIENT_OPS:
+            await connection.close(4001)
+        elif op == OP_HEARTBEAT:
+            connection.push(self._frame(OP_HEARTBEAT_ACK, None))
+        elif op == OP_IDENTIFY:
+            await self._identify(connection, d)
+        elif op == OP_RESUME:
+            await self._resume(connection, d)
+        elif connection.session is None:
+            await connection.close(4003)
+        elif op == OP_REQUEST_GUILD_MEMBERS and isinstance(d, dict):
+            self._members_chunk(connection.session, d)
+        # Presence, voice state and soundboard requests are recorded, nothing more.
+
+    async def _identify(self, connection: GatewayConnection, d: Any) -> None:
+        if connection.session is not None:
+            await connection.close(4005)
+            return
+        if not isinstance(d, dict) or not isinstance(d.get("properties"), dict):
+            await connection.close(4002)
+            return
+        if not self._token_ok(d.get("token")):
+            await connection.close(4004)
+            return
+        intents = d.get("intents")
+        if not isinstance(intents, int) or intents < 0:
+            await connection.close(4013)
+            return
+        if intents & PRIVILEGED_INTENTS and not self.privileged_intents:
+            await connection.close(4014)
+            return
+        shard: tuple[int, int] | None = None
+        raw_shard = d.get("shard")
+        if raw_shard is not None:
+            valid = (
+                isinstance(raw_shard, list)
+                and len(raw_shard) == 2
+                and all(isinstance(x, int) for x in raw_shard)
+                and 0 <= raw_shard[0] < raw_shard[1]
+            )
+            if not valid:
+                await connection.close(4010)
+                return
+            shard = (raw_shard[0], raw_shard[1])
+
+        session = GatewaySession(
+            session_id=secrets.token_hex(16), intents=intents, shard=shard, connection=connection
+        )
+        self.gateway_sessions[session.session_id] = session
+        connection.session = session
+        self.identify_count += 1
+        guild_ids = [
+            gid for gid in self._guild_ids() if shard is None or (gid >> 22) % shard[1] == shard[0]
+        ]
+        last = self._queue_dispatch(session, "READY", self._ready_payload(session, guild_ids))
+        if intents & _GUILDS_INTENT:
+            for gid in guild_ids:
+                last = self._queue_dispatch(session, "GUILD_CREATE", self.guild_payload(gid))
+        assert last is not None
+        self._mark_connected_when_sent(connection, last)
+
+    async def _resume(self, connection: GatewayConnection, d: Any) -> None:
+        if connection.session is not None:
+            await connection.close(4005)
+            return
+        if not isinstance(d, dict):
+            await connection.close(4002)
+            return
+        if not self._token_ok(d.get("token")):
+            await connection.close(4004)
+            return
+        session = self.gateway_sessions.get(str(d.get("session_id")))
+        if session is None or session.ended:
+            # discord.py closes with 1000, forgets the session and identifies again.
+            connection.push(self._frame(OP_INVALID_SESSION, False))
+            return
+        seq = d.get("seq")
+        if seq is not None and (not isinstance(seq, int) or seq > session.seq):
+            await connection.close(4007)
+            return
+        previous = session.connection
+        if previous is not None and previous is not connection:
+            previous.session = None
+        session.connection = connection
+        connection.session = session
+        self.resume_count += 1
+        # All synchronous: nothing dispatched meanwhile can slip between replay and RESUMED.
+        after = seq or 0
+        for frame in session.buffer:
+            if frame["s"] > after:
+                connection.push(frame, replayed=True)
+        resumed = self._queue_dispatch(session, "RESUMED", {"_trace": ['["fake-gateway"]']})
+        assert resumed is not None
+        self._mark_connected_when_sent(connection, resumed)
+
+    def _members_chunk(self, session: GatewaySession, d: Mapping[str, Any]) -> None:
+        guild_id = _as_int(d.get("guild_id"))
+        if guild_id is None or guild_id not in self.guilds:
+            return
+        users = list(self.users.values())
+        wanted = d.get("user_ids")
+        not_found: list[str] = []
+        if wanted:
+            ids = [str(w) for w in (wanted if isinstance(wanted, list) else [wanted])]
+            known = {u["id"] for u in users}
+            not_found = [i for i in ids if i not in known]
+            users = [u for u in users if u["id"] in ids]
+        query = d.get("query")
+        if isinstance(query, str) and query:
+            users = [u for u in users if str(u["username"]).lower().startswith(query.lower())]
+        limit = _as_int(d.get("limit")) or 0
+        if limit:
+            users = users[:limit]
+        members = [make_member(u) for u in users]
+        chunk: JSON = {
+            "guild_id": str(guild_id),
+            "members": members,
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "not_found": not_found,
+        }
+        if d.get("nonce") is not None:
+            chunk["nonce"] = d["nonce"]
+        self._queue_dispatch(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+    def _gateway_ended(self, connection: GatewayConnection) -> None:
+        session = connection.session
+        if session is not None and session.connection is connection:
+            session.connection = None
+            # A client closing with 1000/1001 ends its session (discord.py: bot.close()).
+            if connection.closed_by_fake is None and connection.close_code in (1000, 1001):
+                session.ended = True
+        if not any(s.connection is not None for s in self.gateway_sessions.values()):
+            self.gateway_connected.clear()
+
+    async def _close_gateway(self) -> None:
+        self._gateway_open.set()
+        connections = [c for c in self.gateway_connections if not c.done.is_set()]
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                await connection.close(1001)
+        if connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in connections)), 2.0)
