@@ -49,10 +49,11 @@ def refusal_for(error: provider_errors.ProviderError) -> tuple[TaskState, str]:
         )
     if isinstance(error, provider_errors.ProviderRejected):
         return TaskState.REJECTED, f"The video service refused this request: {error.message}"
-    if isinstance(error, provider_errors.ProviderTimeout):
+    if _may_have_reached_the_provider(error):
         log.warning(
-            "No answer to a submission in time: the provider may have started (and charged "
-            "for) a task we will never see"
+            "A submission's answer was lost (%s): the provider may have started, and charged "
+            "for, a task we will never see",
+            error,
         )
         return TaskState.UNCERTAIN, (
             "The video service did not answer in time. Your credits are back; try again."
@@ -60,6 +61,13 @@ def refusal_for(error: provider_errors.ProviderError) -> tuple[TaskState, str]:
     return TaskState.REJECTED, (
         "The video service is unavailable at the moment. Your credits are back; try again shortly."
     )
+
+
+def _may_have_reached_the_provider(error: provider_errors.ProviderError) -> bool:
+    """Whether the provider may have created the task although we got no usable answer."""
+    if isinstance(error, provider_errors.ProviderTimeout | provider_errors.ProviderBadResponse):
+        return True
+    return isinstance(error, provider_errors.ProviderUnavailable) and error.request_sent
 
 
 @app_commands.guild_only()
@@ -137,8 +145,31 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
                 "(`/video-admin grant`)."
             ) from None
 
-        await self._show_card(interaction, task, balance_left)
-        await self._submit(interaction, task, request, balance_left)
+        # From here on the member has paid: whatever goes wrong before the provider has the
+        # task must give the credits back now, not at the next restart.
+        self.bot.renderer.submitting.add(task.id)
+        state = TaskState.REJECTED  # until the provider is called, it has heard of nothing
+        try:
+            await self._show_card(interaction, task, balance_left)
+            state = TaskState.UNCERTAIN
+            await self._submit(interaction, task, request, balance_left)
+        except Exception:
+            balance = await task_store.finish_with_refund(
+                self.bot.db,
+                task.id,
+                state,
+                "Something went wrong while starting this clip.",
+                allowed_from=(TaskState.SUBMITTING,),
+            )
+            if balance is None:
+                raise  # the task had already left `submitting`; it goes on without us
+            log.exception("Starting task %s failed; its credits were refunded", task.id)
+            raise UserFacingError(
+                f"Something went wrong while starting your clip. Your {task.cost} credits "
+                f"are back (balance: {balance}); try again."
+            ) from None
+        finally:
+            self.bot.renderer.submitting.discard(task.id)
 
     async def _show_card(
         self, interaction: discord.Interaction[VideoBot], task: Task, balance_left: int
@@ -165,15 +196,9 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         bot = self.bot
         try:
             provider_task_id = await bot.provider.generate(request)
-        except Exception as error:
-            if isinstance(error, provider_errors.ProviderError):
-                state, message = refusal_for(error)
-                log.info("Submission of task %s failed: %s", task.id, error)
-            else:
-                # Whether the provider heard of it is unknown: refund, and say so in the log.
-                log.exception("Submission of task %s failed unexpectedly", task.id)
-                state = TaskState.UNCERTAIN
-                message = "Something went wrong while starting your clip. Your credits are back."
+        except provider_errors.ProviderError as error:
+            state, message = refusal_for(error)
+            log.info("Submission of task %s failed: %s", task.id, error)
             balance = await task_store.finish_with_refund(
                 bot.db, task.id, state, message, allowed_from=(TaskState.SUBMITTING,)
             )
@@ -181,10 +206,20 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
         first_poll = bot.renderer.clock() + bot.settings.poll_interval_seconds
-        await task_store.mark_rendering(bot.db, task.id, provider_task_id, next_poll_at=first_poll)
+        if not await task_store.mark_rendering(
+            bot.db, task.id, provider_task_id, next_poll_at=first_poll
+        ):
+            # Only the stranded-task sweep can get here first, after it refunded the task.
+            log.warning(
+                "Provider task %s for task %s arrived after the task was refunded; "
+                "it is an orphan the provider may charge for",
+                provider_task_id,
+                task.id,
+            )
+            return
         log.info("Task %s submitted as provider task %s", task.id, provider_task_id)
-        bot.renderer.wake()
         await self._edit_card(interaction, task.id, balance_left)
+        bot.renderer.wake()
 
     async def _edit_card(
         self, interaction: discord.Interaction[VideoBot], task_id: str, balance: int | None
@@ -325,7 +360,9 @@ class HistoryView(discord.ui.View):
     ) -> None:
         """Show the page before."""
         self.page = max(0, self.page - 1)
-        await interaction.response.edit_message(embed=await self.render(), view=self)
+        await interaction.response.edit_message(
+            embed=await self.render(), view=self, allowed_mentions=NO_MENTIONS
+        )
 
     @discord.ui.button(label="Older", emoji="▶️", style=discord.ButtonStyle.secondary)
     async def next(
@@ -333,7 +370,9 @@ class HistoryView(discord.ui.View):
     ) -> None:
         """Show the page after."""
         self.page += 1
-        await interaction.response.edit_message(embed=await self.render(), view=self)
+        await interaction.response.edit_message(
+            embed=await self.render(), view=self, allowed_mentions=NO_MENTIONS
+        )
 
 
 async def setup(bot: VideoBot) -> None:

@@ -47,7 +47,7 @@ class VideoTree(app_commands.CommandTree["VideoBot"]):
         else:
             command = interaction.command.qualified_name if interaction.command else "?"
             log.exception("Command /%s failed", command, exc_info=error)
-            message = "Something went wrong on our side; nothing was charged. Try again shortly."
+            message = "Something went wrong on our side. Try again shortly."
         await send_private(interaction, message)
 
 

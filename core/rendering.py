@@ -1,8 +1,8 @@
 """The poller and the delivery: one loop that follows every task to its end.
 
-One owned asyncio task reads the due tasks from an indexed query, polls them with bounded
-concurrency, and sleeps until the next one is due or a new task wakes it. Everything it
-needs lives in the database, so a restart resumes where the last run stopped.
+One owned asyncio task reads the due tasks from an indexed query, works on at most
+`concurrency` of them at once, and sleeps until the next one is due or something wakes it.
+Everything it needs lives in the database, so a restart resumes where the last run stopped.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,9 +31,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DOWNLOAD_ATTEMPTS = 3
-POST_ATTEMPTS = 5
+DELIVERY_ATTEMPTS = 6
 DM_UPLOAD_LIMIT = 10 * 1024 * 1024
-MAX_IDLE_SECONDS = 60.0
+MAX_IDLE_SECONDS = 30.0
+# A charged task whose submission has not finished after this long, and that no command of
+# this run is still submitting, was cut off: it is refunded at the next sweep.
+STRANDED_AFTER_SECONDS = 30.0
+SWEEP_EVERY_SECONDS = 30.0
+STOP_GRACE_SECONDS = 10.0
+TOO_LARGE_CODE = 40005
 
 
 def requester_only(user_id: int) -> discord.AllowedMentions:
@@ -43,25 +49,34 @@ def requester_only(user_id: int) -> discord.AllowedMentions:
     )
 
 
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class Renderer:
     """Polls rendering tasks, delivers finished clips and refunds the ones that cannot succeed."""
 
     def __init__(
-        self,
-        bot: VideoBot,
-        *,
-        clock: Callable[[], float] = time.time,
-        concurrency: int = 8,
-        batch: int = 50,
+        self, bot: VideoBot, *, clock: Callable[[], float] = time.time, concurrency: int = 8
     ) -> None:
         self.bot = bot
         self.clock = clock
-        self.batch = batch
-        self._slots = asyncio.Semaphore(concurrency)
+        self.concurrency = concurrency
+        # Task ids whose /video generate is still talking to the provider in this process.
+        self.submitting: set[str] = set()
         self._wake = asyncio.Event()
+        self._stopping = False
         self._runner: asyncio.Task[None] | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._started_at = utcnow()
+        self._last_sweep = float("-inf")
+        self.stranded_after = STRANDED_AFTER_SECONDS
+        self.sweep_every = SWEEP_EVERY_SECONDS
+
+    @property
+    def in_flight(self) -> int:
+        """How many tasks are being polled or delivered right now."""
+        return len(self._in_flight)
 
     @property
     def running(self) -> bool:
@@ -69,21 +84,27 @@ class Renderer:
         return self._runner is not None and not self._runner.done()
 
     def start(self) -> None:
-        """Start the loop; it first settles what an earlier run left half done."""
+        """Start the loop; its first tick settles what an earlier run left half done."""
         if self.running:
             return
+        self._stopping = False
         self._started_at = utcnow()
+        self._last_sweep = float("-inf")
         self._runner = asyncio.create_task(self._run(), name="video-renderer")
 
     async def stop(self) -> None:
-        """Stop the loop and let the polls and deliveries in flight finish their step."""
+        """Stop the loop and give the polls and deliveries in flight a moment to finish."""
+        self._stopping = True
+        self.wake()
         if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+            done, _ = await asyncio.wait([self._runner], timeout=STOP_GRACE_SECONDS)
+            if not done:
+                self._runner.cancel()
+                await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
         pending = list(self._in_flight.values())
         if pending:
-            _, still_running = await asyncio.wait(pending, timeout=10)
+            _, still_running = await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS)
             for job in still_running:
                 job.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -98,11 +119,7 @@ class Renderer:
         return float(min(base * 1.5**attempts, base * 6))
 
     async def _run(self) -> None:
-        try:
-            await self.recover_stranded()
-        except Exception:
-            log.exception("Could not settle the submissions left by the last run")
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 delay = await self.tick()
@@ -110,106 +127,136 @@ class Renderer:
                 # A broken tick must not end polling for every task: log it and go on.
                 delay = self.bot.settings.poll_interval_seconds
                 log.exception("The poller's tick failed; trying again in %.2f s", delay)
+            # stop() sets the wake event too, so a stop during the tick ends this wait at once.
+            # asyncio.timeout, unlike wait_for on 3.11, never swallows a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def tick(self) -> float:
-        """Start work on every due task; return how long to sleep before the next one is due."""
+        """Start work on due tasks while there is room; return how long to sleep."""
         db = self.bot.db
         now = self.clock()
-        for task in await task_store.due(db, now, limit=self.batch, exclude=self._in_flight):
+        if now >= self._last_sweep + self.sweep_every:
+            self._last_sweep = now
+            await self.refund_stranded()
+        room = self.concurrency - len(self._in_flight)
+        if room <= 0:
+            return MAX_IDLE_SECONDS  # a finishing job wakes the loop
+        for task in await task_store.due(db, now, limit=room, exclude=self._in_flight):
             job = asyncio.create_task(self._handle(task), name=f"video-task-{task.id}")
             self._in_flight[task.id] = job
-        next_due = await task_store.next_due_at(db, exclude=self._in_flight)
-        if next_due is None:
+        if len(self._in_flight) >= self.concurrency:
             return MAX_IDLE_SECONDS
-        return max(0.0, min(next_due - self.clock(), MAX_IDLE_SECONDS))
+        next_due = await task_store.next_due_at(db, exclude=self._in_flight)
+        until_sweep = self._last_sweep + self.sweep_every - self.clock()
+        if next_due is None:
+            return max(0.0, min(until_sweep, MAX_IDLE_SECONDS))
+        return max(0.0, min(next_due - self.clock(), until_sweep, MAX_IDLE_SECONDS))
 
     async def _handle(self, task: Task) -> None:
         try:
-            async with self._slots:
-                current = await task_store.get(self.bot.db, task.id)
-                if current is None:
-                    return
-                if current.state is TaskState.RENDERING:
-                    await self.poll(current)
-                elif current.state is TaskState.DELIVERING:
-                    await self.deliver(current)
+            current = await task_store.get(self.bot.db, task.id)
+            if current is None:
+                return
+            if current.state is TaskState.RENDERING:
+                await self.poll(current)
+            elif current.state is TaskState.DELIVERING:
+                await self.deliver(current)
         except Exception:
             log.exception("Handling task %s failed; it will be tried again", task.id)
-            later = self.clock() + self.interval(task.poll_attempts + 1)
+            attempts = max(task.poll_attempts, task.delivery_attempts) + 1
             try:
-                await task_store.reschedule(self.bot.db, task.id, later)
+                await task_store.reschedule(
+                    self.bot.db, task.id, self.clock() + self.interval(attempts)
+                )
             except Exception:
                 log.exception("Could not reschedule task %s", task.id)
         finally:
             self._in_flight.pop(task.id, None)
             self.wake()
 
-    async def recover_stranded(self) -> None:
-        """Refund submissions whose provider answer was lost when the last run stopped."""
-        for task in await task_store.stranded_submissions(self.bot.db):
-            if task.created_at >= self._started_at:
-                continue  # submitted by this run; its command is still waiting for the answer
+    async def refund_stranded(self) -> None:
+        """Refund charged tasks whose submission was cut off (by a restart or a crash)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.stranded_after)
+        created_before = max(self._started_at, _iso(cutoff))
+        stranded = await task_store.stranded_submissions(
+            self.bot.db, created_before=created_before, exclude=self.submitting
+        )
+        for task in stranded:
             log.warning(
-                "Task %s was charged but the provider never confirmed it before the bot "
-                "stopped; refunding it (the provider may still have started and charged it)",
+                "Task %s was charged but the provider never confirmed it; refunding it "
+                "(the provider may still have started, and charged for, a task we will not see)",
                 task.id,
             )
             await self._refund(
                 task,
                 TaskState.UNCERTAIN,
-                "The bot restarted before the video service confirmed this task.",
+                "The video service never confirmed this task (the bot was interrupted).",
                 allowed_from=(TaskState.SUBMITTING,),
             )
 
     async def poll(self, task: Task) -> None:
         """Ask the provider about one rendering task and act on the answer."""
         assert task.provider_task_id is not None
-        settings = self.bot.settings
-        if task.submitted_at is not None:
-            rendering_for = self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
-            if rendering_for > settings.render_timeout_seconds:
-                minutes = settings.render_timeout_seconds / 60
-                await self._refund(
-                    task,
-                    TaskState.TIMED_OUT,
-                    f"The video service was still rendering after {minutes:g} minutes.",
-                    allowed_from=(TaskState.RENDERING,),
-                )
-                return
         try:
             status = await self.bot.provider.status(task.provider_task_id)
         except ProviderError as error:
             log.warning("Polling task %s failed (%s); trying again later", task.id, error)
-            await task_store.reschedule(
-                self.bot.db, task.id, self.clock() + self.interval(task.poll_attempts + 1)
-            )
-            return
-        if status.is_failed:
+            status = None
+        if status is not None and status.is_failed:
             reason = status.error_message or "The video service could not make this clip."
             await self._refund(task, TaskState.FAILED, reason, allowed_from=(TaskState.RENDERING,))
-        elif status.is_success and not status.response_urls:
+        elif status is not None and status.is_success and not status.response_urls:
             await self._refund(
                 task,
                 TaskState.FAILED,
                 "The video service reported success but sent no clip.",
                 allowed_from=(TaskState.RENDERING,),
             )
-        elif status.is_success:
+        elif status is not None and status.is_success:
+            # A clip that finished is delivered even past the time limit: it was paid for.
             if await task_store.mark_delivering(
                 self.bot.db, task.id, status.response_urls, next_poll_at=self.clock()
             ):
                 delivering = await task_store.get(self.bot.db, task.id)
                 assert delivering is not None
                 await self.deliver(delivering)
+        elif self._rendering_too_long(task):
+            minutes = self.bot.settings.render_timeout_seconds / 60
+            await self._refund(
+                task,
+                TaskState.TIMED_OUT,
+                f"The video service was still rendering after {minutes:g} minutes.",
+                allowed_from=(TaskState.RENDERING,),
+            )
         else:
             await task_store.reschedule(
                 self.bot.db, task.id, self.clock() + self.interval(task.poll_attempts + 1)
             )
 
+    def _rendering_too_long(self, task: Task) -> bool:
+        if task.submitted_at is None:
+            return False
+        started = datetime.fromisoformat(task.submitted_at).timestamp()
+        return self.clock() - started > self.bot.settings.render_timeout_seconds
+
     async def deliver(self, task: Task) -> None:
         """Post the finished clip (or its link) and record where, before calling it done."""
+        attempt = await task_store.begin_delivery_attempt(self.bot.db, task.id)
+        if attempt == 0:
+            return  # no longer delivering: another step finished it
+        if attempt > 1:
+            earlier = await self._find_earlier_post(task)
+            if earlier is not None:
+                log.info("Task %s was posted before the last run could record it", task.id)
+                via = "attachment" if earlier.attachments else "link"
+                await self._finish_delivery(task, via, earlier.id, task.channel_id)
+                return
+        if attempt > DELIVERY_ATTEMPTS:
+            log.error("Giving up posting the clip of task %s; /video status shows it", task.id)
+            await self._finish_delivery(task, "none", None, None)
+            return
         with tempfile.TemporaryDirectory(prefix="seedance-") as folder:
             clip: Path | None = Path(folder) / f"seedance-{task.id}.mp4"
             assert clip is not None
@@ -221,31 +268,46 @@ class Renderer:
             except ClipTooLarge:
                 clip, note = None, "It is too large to upload here, so here is the link:"
             except ProviderError as error:
-                if task.delivery_attempts + 1 < DOWNLOAD_ATTEMPTS:
+                if attempt < DOWNLOAD_ATTEMPTS:
                     log.warning("Downloading the clip of task %s failed: %s", task.id, error)
-                    await self._retry_delivery(task)
+                    await self._retry_later(task, attempt)
                     return
                 log.warning("Giving up downloading the clip of task %s: %s", task.id, error)
                 clip, note = None, "It could not be fetched for upload; here is the link:"
             try:
                 message_id, channel_id, via = await self._post(task, clip, note)
             except discord.HTTPException as error:
-                if task.delivery_attempts + 1 < POST_ATTEMPTS:
-                    log.warning("Posting the clip of task %s failed: %s", task.id, error)
-                    await self._retry_delivery(task)
-                    return
-                log.error("Giving up posting the clip of task %s: %s", task.id, error)
-                message_id, channel_id, via = None, None, "none"
+                log.warning("Posting the clip of task %s failed: %s", task.id, error)
+                await self._retry_later(task, attempt)
+                return
+        await self._finish_delivery(task, via, message_id, channel_id)
+
+    async def _finish_delivery(
+        self, task: Task, via: str, message_id: int | None, channel_id: int | None
+    ) -> None:
         await task_store.mark_delivered(
             self.bot.db, task.id, via=via, message_id=message_id, channel_id=channel_id
         )
         log.info("Task %s delivered (%s)", task.id, via)
         await self._update_card(task.id)
 
-    async def _retry_delivery(self, task: Task) -> None:
-        await task_store.reschedule(
-            self.bot.db, task.id, self.clock() + self.interval(task.delivery_attempts + 1)
-        )
+    async def _retry_later(self, task: Task, attempt: int) -> None:
+        await task_store.reschedule(self.bot.db, task.id, self.clock() + self.interval(attempt))
+
+    async def _find_earlier_post(self, task: Task) -> discord.Message | None:
+        """Look in the channel for a clip post an interrupted attempt made but never recorded."""
+        me = self.bot.user
+        if me is None:
+            return None
+        channel = self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)
+        marker = f"task `{task.id}`"
+        try:
+            async for message in channel.history(limit=50):
+                if message.author.id == me.id and marker in message.content:
+                    return message
+        except discord.HTTPException as error:
+            log.info("Could not read back the channel of task %s: %s", task.id, error)
+        return None
 
     def _clip_text(self, task: Task, note: str) -> str:
         text = f"<@{task.user_id}> your clip is ready · task `{task.id}`"
@@ -259,37 +321,57 @@ class Renderer:
         self, task: Task, clip: Path | None, note: str
     ) -> tuple[int | None, int | None, str]:
         """Post to the task's channel; fall back to the requester's DMs when refused there."""
-        text = self._clip_text(task, note)
         mentions = requester_only(task.user_id)
         # The same nonce on every attempt lets Discord drop a repeat of a post that went
-        # through just before a crash or a lost response.
+        # through just before a crash or a lost response (for a few minutes; past that,
+        # _find_earlier_post catches it).
         nonce = f"sdv-{task.id}"
         channel = self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)
         try:
-            file = discord.File(clip, filename=clip.name) if clip else None
-            message = await channel.send(
-                text, file=file or discord.utils.MISSING, allowed_mentions=mentions, nonce=nonce
-            )
+            message = await self._send(channel, task, clip, note, mentions, nonce)
             return message.id, task.channel_id, "attachment" if clip else "link"
-        except (discord.Forbidden, discord.NotFound) as error:
+        except discord.HTTPException as error:
+            if error.status == 413 or error.code == TOO_LARGE_CODE:
+                # The server's upload limit shrank since the command (a boost ended).
+                note = "It is too large to upload here, so here is the link:"
+                message = await self._send(channel, task, None, note, mentions, nonce + "l")
+                return message.id, task.channel_id, "link"
+            if not isinstance(error, discord.Forbidden | discord.NotFound):
+                raise
             log.info("Cannot post task %s in its channel (%s); trying a DM", task.id, error)
         try:
             user = await self.bot.fetch_user(task.user_id)
             dm = await user.create_dm()
             if clip is not None and clip.stat().st_size > DM_UPLOAD_LIMIT:  # noqa: ASYNC240 - one local stat
                 clip, note = None, "It is too large to upload here, so here is the link:"
-                text = self._clip_text(task, note)
-            file = discord.File(clip, filename=clip.name) if clip else None
-            message = await dm.send(
-                text + "\n(The bot could not post in the channel where you asked.)",
-                file=file or discord.utils.MISSING,
-                allowed_mentions=mentions,
-                nonce=nonce,
+            message = await self._send(
+                dm,
+                task,
+                clip,
+                note,
+                mentions,
+                nonce,
+                footer="(The bot could not post in the channel where you asked.)",
             )
             return message.id, dm.id, "dm"
         except (discord.Forbidden, discord.NotFound) as error:
             log.info("Cannot DM the requester of task %s either (%s)", task.id, error)
             return None, None, "none"
+
+    async def _send(
+        self,
+        channel: discord.abc.Messageable,
+        task: Task,
+        clip: Path | None,
+        note: str,
+        mentions: discord.AllowedMentions,
+        nonce: str,
+        *,
+        footer: str = "",
+    ) -> discord.Message:
+        text = self._clip_text(task, note) + (f"\n{footer}" if footer else "")
+        file = discord.File(clip, filename=clip.name) if clip else discord.utils.MISSING
+        return await channel.send(text, file=file, allowed_mentions=mentions, nonce=nonce)
 
     async def _refund(
         self, task: Task, to: TaskState, reason: str, *, allowed_from: tuple[TaskState, ...]
@@ -315,6 +397,7 @@ class Renderer:
         task = await task_store.get(self.bot.db, task_id)
         if task is None or task.card_message_id is None:
             return
+        # The bot's own token, not the interaction's: renders outlive its 15 minutes.
         channel = self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)
         try:
             await channel.get_partial_message(task.card_message_id).edit(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -114,7 +115,7 @@ class Task:
 
 def new_task_id() -> str:
     """Return a short id a member can read off the task card and type back."""
-    return secrets.token_hex(4)
+    return secrets.token_hex(5)
 
 
 async def reserve(db: Database, request: NewTask, *, starting_credits: int) -> tuple[Task, int]:
@@ -122,7 +123,19 @@ async def reserve(db: Database, request: NewTask, *, starting_credits: int) -> t
 
     Raises NotEnoughCredits (and records nothing) when the balance cannot cover the cost.
     """
-    task_id = new_task_id()
+    for attempt in range(3):
+        try:
+            return await _reserve(db, request, new_task_id(), starting_credits)
+        except sqlite3.IntegrityError as error:
+            # A fresh random id collided with an old one (rare, but ids are short).
+            if "tasks.id" not in str(error) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _reserve(
+    db: Database, request: NewTask, task_id: str, starting_credits: int
+) -> tuple[Task, int]:
     now = utcnow()
     async with db.transaction() as conn:
         await ensure_member(conn, request.guild_id, request.user_id, starting_credits)
@@ -239,15 +252,32 @@ async def finish_with_refund(
 
 
 async def reschedule(db: Database, task_id: str, next_attempt_at: float) -> None:
-    """Count a poll (or delivery attempt) that has to be tried again, and set when."""
+    """Set when to poll (or try delivering) the task again; a repeated poll is counted."""
     async with db.transaction() as conn:
         await conn.execute(
             "UPDATE tasks SET poll_attempts = poll_attempts + (state = 'rendering'), "
-            "delivery_attempts = delivery_attempts + (state = 'delivering'), "
             "next_poll_at = ?, updated_at = ? "
             "WHERE id = ? AND state IN ('rendering', 'delivering')",
             (next_attempt_at, utcnow(), task_id),
         )
+
+
+async def begin_delivery_attempt(db: Database, task_id: str) -> int:
+    """Count a delivery attempt before it touches Discord; return which attempt this is.
+
+    An attempt above 1 means an earlier one may have posted the clip without living to
+    record it, so the caller looks for that post before posting again.
+    """
+    async with (
+        db.transaction() as conn,
+        conn.execute(
+            "UPDATE tasks SET delivery_attempts = delivery_attempts + 1, updated_at = ? "
+            "WHERE id = ? AND state = 'delivering' RETURNING delivery_attempts",
+            (utcnow(), task_id),
+        ) as cursor,
+    ):
+        row = await cursor.fetchone()
+    return 0 if row is None else int(row[0])
 
 
 async def mark_delivering(
@@ -304,10 +334,15 @@ async def next_due_at(db: Database, *, exclude: Collection[str] = ()) -> float |
     return None if row is None or row[0] is None else float(row[0])
 
 
-async def stranded_submissions(db: Database) -> list[Task]:
-    """Return tasks charged but never confirmed by the provider (their submitter is gone)."""
-    rows = await db.fetchall("SELECT * FROM tasks WHERE state = 'submitting' ORDER BY created_at")
-    return [Task.from_row(row) for row in rows]
+async def stranded_submissions(
+    db: Database, *, created_before: str, exclude: Collection[str] = ()
+) -> list[Task]:
+    """Return tasks charged but never confirmed by the provider, whose submitter is gone."""
+    rows = await db.fetchall(
+        "SELECT * FROM tasks WHERE state = 'submitting' AND created_at < ? ORDER BY created_at",
+        (created_before,),
+    )
+    return [Task.from_row(row) for row in rows if row["id"] not in exclude]
 
 
 async def for_member(

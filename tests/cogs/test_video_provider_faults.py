@@ -76,3 +76,27 @@ async def test_no_answer_in_time_refunds_and_records_the_task_as_uncertain(
     assert len(harness.simulator.requests_to("generate")) == 1  # never resent
     assert "did not answer in time" in harness.replies(payload)[-1]["content"]
     assert any("may have started" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_unreadable_answer_to_a_submission_is_uncertain(harness: Harness) -> None:
+    harness.simulator.malformed_next("generate")
+    await submit(harness)
+    await assert_refunded(harness, "uncertain")
+
+
+@pytest.mark.allow_errors
+async def test_a_failure_after_the_charge_refunds_at_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db import tasks as task_store
+
+    async def broken_set_card(*args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(task_store, "set_card", broken_set_card)
+    payload = await submit(harness)
+    await assert_refunded(harness, "rejected")
+    assert harness.simulator.requests_to("generate") == []
+    notice = harness.replies(payload)[-1]
+    assert notice["flags"] & EPHEMERAL
+    assert "Your 65 credits are back (balance: 260)" in notice["content"]

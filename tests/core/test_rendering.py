@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -198,7 +199,7 @@ async def test_a_submission_cut_off_by_a_restart_is_refunded_as_uncertain(
     async with running_bot(fake, simulator, settings) as second:
         task = await second.wait_for_task(stranded.id, "uncertain")
         assert await second.balance() == 260
-        assert "restarted" in (task.error or "")
+        assert "interrupted" in (task.error or "")
     assert any(
         "never confirmed" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records
     )
@@ -223,3 +224,93 @@ async def test_the_poller_survives_a_failing_tick(
     assert failures == [1]
     assert harness.bot.renderer.running
     assert any("tick failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.allow_errors
+async def test_a_post_whose_record_was_lost_is_found_again_not_reposted(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past Discord's nonce window, the bot reads the channel back before posting again."""
+    harness.fake.nonce_window = 0  # Discord no longer remembers the nonce
+    real_mark = task_store.mark_delivered
+    lost: list[str] = []
+
+    async def lose_the_first_write(db: Any, task_id: str, **kwargs: Any) -> bool:
+        if not lost:
+            lost.append(task_id)
+            raise RuntimeError("the process died right after posting")
+        return await real_mark(db, task_id, **kwargs)
+
+    monkeypatch.setattr(task_store, "mark_delivered", lose_the_first_write)
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done")
+    posts = clip_posts(harness.fake, harness.fake.channel_id)
+    assert lost == [task_id] and len(posts) == 1
+    assert task.delivery_message_id == int(str(posts[0]["id"]))
+    assert task.delivery_attempts == 2
+
+
+async def test_an_upload_refused_as_too_large_is_posted_as_a_link(harness: Harness) -> None:
+    fake = harness.fake
+    fake.fail_next("POST", rf"^/channels/{fake.channel_id}/messages$", 413, code=40005)
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done")
+    assert task.delivered_via == "link"
+    [post] = clip_posts(fake, fake.channel_id)
+    assert post["attachments"] == [] and task.result_urls[0] in str(post["content"])
+
+
+@pytest.mark.settings(render_timeout_seconds=0.1, poll_interval_seconds=0.4)
+async def test_a_clip_finished_by_the_first_poll_after_the_time_limit_is_still_posted(
+    harness: Harness,
+) -> None:
+    harness.simulator.render_seconds = 0.2
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done", "timed_out")
+    assert task.state is TaskState.DONE
+    assert await harness.balance() == 195
+
+
+async def test_the_poller_works_on_at_most_its_concurrency_at_once(harness: Harness) -> None:
+    renderer = harness.bot.renderer
+    harness.simulator.render_seconds = 0.3
+    for n in range(3 * renderer.concurrency):
+        await harness.run(
+            "generate", options={"prompt": f"scene {n}"}, user_id=int(harness.fake.add_user()["id"])
+        )
+    harness.simulator.slow_seconds = 0.05  # every poll takes a while, so polls pile up
+    busiest = 0
+    for _ in range(60):
+        busiest = max(busiest, renderer.in_flight)
+        await asyncio.sleep(0.01)
+    assert 1 <= busiest <= renderer.concurrency
+    rows = await harness.bot.db.fetchall("SELECT id FROM tasks")
+    for row in rows:
+        await harness.wait_for_task(row["id"], "done", within=15)
+
+
+async def test_a_charge_whose_submitter_died_is_refunded_without_a_restart(
+    harness: Harness,
+) -> None:
+    harness.bot.renderer.stranded_after = 0.0  # in production: 30 s, so a refund within a minute
+    harness.bot.renderer.sweep_every = 0.05
+    fake = harness.fake
+    stranded, _ = await task_store.reserve(
+        harness.bot.db,
+        NewTask(
+            guild_id=fake.guild_id,
+            channel_id=fake.channel_id,
+            user_id=fake.user_id,
+            prompt=PROMPT,
+            aspect_ratio="16:9",
+            duration=5,
+            sound=False,
+            image_urls=(),
+            cost=65,
+            upload_limit=10 * 1024 * 1024,
+        ),
+        starting_credits=260,
+    )
+    harness.bot.renderer.wake()
+    await harness.wait_for_task(stranded.id, "uncertain", within=3)
+    assert await harness.balance() == 260

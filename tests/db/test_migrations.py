@@ -109,3 +109,28 @@ async def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> Non
         assert await db.fetchone("SELECT * FROM members") is None
     finally:
         await db.close()
+
+
+async def test_a_transaction_cancelled_at_its_start_leaves_the_connection_usable(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    db = await Database.open(tmp_path / "bot.db")
+    try:
+
+        async def write() -> None:
+            async with db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO bot_state (key, value, updated_at) VALUES ('a', 'b', 'c')"
+                )
+
+        for _ in range(20):
+            job = asyncio.create_task(write())
+            await asyncio.sleep(0)  # let it reach BEGIN
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+        await db.set_state("after", "works")
+        assert await db.get_state("after") == "works"
+    finally:
+        await db.close()

@@ -369,10 +369,12 @@ async def test_rate_limit_slows_every_request_of_the_client(
     sim: ProviderSimulator, client: SeedanceClient
 ) -> None:
     task_id = await client.generate(FIVE_SILENT)
-    sim.fail_next("status", 429, retry_after=0.2)
+    sim.fail_next("status", 429, retry_after=0.5)
 
     polling = asyncio.create_task(client.status(task_id))
-    # Well inside the 0.2 s pause: the poll has had its 429, the pause is still on.
+    while not sim.requests_to("status"):  # noqa: ASYNC110 - the simulator has no event for it
+        await asyncio.sleep(0.005)
+    # Well inside the 0.5 s pause: the poll has had its 429, the pause is still on.
     await asyncio.sleep(0.05)
     [limited] = sim.requests_to("status")
     other = await client.generate(FIVE_SILENT)
@@ -380,7 +382,7 @@ async def test_rate_limit_slows_every_request_of_the_client(
 
     [_, second_generate] = sim.requests_to("generate")
     assert other in sim.tasks
-    assert second_generate.received_at - limited.received_at >= 0.19
+    assert second_generate.received_at - limited.received_at >= 0.49
 
 
 async def test_max_rps_spaces_out_request_starts(
