@@ -314,3 +314,26 @@ async def test_a_charge_whose_submitter_died_is_refunded_without_a_restart(
     harness.bot.renderer.wake()
     await harness.wait_for_task(stranded.id, "uncertain", within=3)
     assert await harness.balance() == 260
+
+
+async def test_a_restart_while_delivering_posts_exactly_once(
+    tmp_path, fake: FakeDiscord, simulator: ProviderSimulator
+) -> None:
+    settings = bot_settings(tmp_path, simulator)
+    simulator.render_seconds = 3600
+    async with running_bot(fake, simulator, settings) as first:
+        task_id = await generate(first)
+        task = await first.wait_for_task(task_id, "rendering")
+        await first.bot.renderer.stop()
+        assert task.provider_task_id is not None
+        simulator.finish(task.provider_task_id)
+        status = await first.bot.provider.status(task.provider_task_id)
+        # The run stops right after recording the clip's URLs, before posting it.
+        await task_store.mark_delivering(
+            first.bot.db, task_id, status.response_urls, next_poll_at=0
+        )
+    assert clip_posts(fake, fake.channel_id) == []
+    async with running_bot(fake, simulator, settings) as second:
+        done = await second.wait_for_task(task_id, "done")
+    assert len(clip_posts(fake, fake.channel_id)) == 1
+    assert done.delivery_message_id == int(str(clip_posts(fake, fake.channel_id)[0]["id"]))
