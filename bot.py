@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -39,17 +39,23 @@ async def provider_base(settings: Settings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def open_bot(settings: Settings, **client_options: Any) -> AsyncIterator[VideoBot]:
+async def open_bot(
+    settings: Settings,
+    *,
+    client_options: Mapping[str, Any] | None = None,
+    bot_options: Mapping[str, Any] | None = None,
+) -> AsyncIterator[VideoBot]:
     """Own the lifetimes of the HTTP session, the provider, the database and the bot.
 
-    `client_options` tune the provider client (tests shorten its timeouts and backoff).
+    `client_options` tune the provider client and `bot_options` the discord.py client
+    (tests shorten timeouts and backoff).
     """
     async with aiohttp.ClientSession() as session, provider_base(settings) as base:
-        options = {"max_rps": settings.provider_max_rps, **client_options}
+        options = {"max_rps": settings.provider_max_rps, **(client_options or {})}
         provider = SeedanceClient(session, base, settings.seedance_api_key, **options)
         db = await Database.open(settings.database_path)
         try:
-            async with VideoBot(settings, db, provider) as bot:
+            async with VideoBot(settings, db, provider, **(bot_options or {})) as bot:
                 yield bot
         finally:
             await db.close()

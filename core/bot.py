@@ -67,13 +67,16 @@ async def send_private(interaction: discord.Interaction[Any], message: str) -> N
 class VideoBot(commands.Bot):
     """A slash-command bot that turns prompts into Seedance clips."""
 
-    def __init__(self, settings: Settings, db: Database, provider: SeedanceClient) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, provider: SeedanceClient, **options: Any
+    ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents(guilds=True),
             tree_cls=VideoTree,
             allowed_mentions=NO_MENTIONS,
             help_command=None,
+            **options,
         )
         self.settings = settings
         self.db = db

@@ -62,3 +62,13 @@ async def harness(
     if request.node.get_closest_marker("allow_errors") is None:
         logged = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
         assert errors_logged(logged) == []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures the end-to-end scenarios measured (to watch, not to assert)."""
+    from tests.e2e.live import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")

@@ -136,7 +136,7 @@ async def running_bot(
     fake: FakeDiscord, simulator: ProviderSimulator, settings: Settings
 ) -> AsyncIterator[Harness]:
     """Start the bot exactly as bot.py does (login runs setup_hook), and close it after."""
-    async with open_bot(settings, **CLIENT_OPTIONS) as bot:
+    async with open_bot(settings, client_options=CLIENT_OPTIONS) as bot:
         await bot.login(settings.discord_token)
         try:
             yield Harness(bot, fake, simulator, settings)

@@ -1,0 +1,41 @@
+"""Fixtures for the end-to-end scenarios: the bot over the fake gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from provider.simulator import ProviderSimulator
+from tests.e2e.live import LiveHarness, live_bot
+from tests.fakediscord import FakeDiscord
+from tests.harness import bot_settings, errors_logged
+
+HEARTBEAT_MS = 200
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """A fake Discord with a gateway that heartbeats quickly."""
+    async with FakeDiscord(heartbeat_interval_ms=HEARTBEAT_MS) as fake_discord:
+        yield fake_discord
+    assert not fake_discord.errors
+
+
+@pytest.fixture
+async def live(
+    tmp_path: Path,
+    fake: FakeDiscord,
+    simulator: ProviderSimulator,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> AsyncIterator[LiveHarness]:
+    """The bot, started as bot.py starts it, connected through the fake gateway."""
+    marker = request.node.get_closest_marker("settings")
+    overrides = marker.kwargs if marker else {}
+    async with live_bot(fake, simulator, bot_settings(tmp_path, simulator, **overrides)) as h:
+        yield h
+    if request.node.get_closest_marker("allow_errors") is None:
+        logged = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
+        assert errors_logged(logged) == []
