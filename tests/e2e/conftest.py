@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from provider.simulator import ProviderSimulator
+from tests.e2e import openapi
 from tests.e2e.live import LiveHarness, live_bot
 from tests.fakediscord import FakeDiscord
 from tests.harness import bot_settings, errors_logged
@@ -21,6 +22,8 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     async with FakeDiscord(heartbeat_interval_ms=HEARTBEAT_MS) as fake_discord:
         yield fake_discord
     assert not fake_discord.errors
+    # Every body the bot sent has the shape Discord's own spec gives (when the spec is here).
+    assert openapi.violations(fake_discord.requests) == []
 
 
 @pytest.fixture
