@@ -10,10 +10,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from core.bot import NO_MENTIONS
-from core.cards import prices_text, quote, status_line, task_card
+from core.cards import prices_text, quote, refill_text, status_line, task_card
 from core.errors import UserFacingError
 from core.validation import check_image_attachment, check_image_url, clean_prompt
-from db import credits
+from db import budgets, credits
+from db import now as db_now
 from db import tasks as task_store
 from db.credits import NotEnoughCredits
 from db.tasks import NewTask, Task, TaskState
@@ -27,6 +28,15 @@ log = logging.getLogger(__name__)
 
 HISTORY_PAGE_SIZE = 10
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+
+
+def member_role_ids(user: discord.User | discord.Member) -> list[int]:
+    """Return the ids of the roles a member holds (none outside a server).
+
+    `Member.roles` resolves through the role cache, which an interaction may arrive
+    without; the ids themselves always come with the member.
+    """
+    return list(getattr(user, "_roles", ()))
 
 
 def is_server_admin(interaction: discord.Interaction[VideoBot]) -> bool:
@@ -137,13 +147,23 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
                     upload_limit=interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,
                 ),
                 starting_credits=self.bot.settings.default_credits,
+                roles=member_role_ids(interaction.user),
+                max_credits_per_day=self.bot.settings.max_credits_per_day,
             )
         except NotEnoughCredits as refusal:
+            allowance = await budgets.member_allowance(
+                self.bot.db,
+                interaction.guild_id,
+                member_role_ids(interaction.user),
+                self.bot.settings.default_credits,
+            )
             raise UserFacingError(
                 f"This clip costs **{cost}** credits and you have **{refusal.balance}**. "
-                "Pick a shorter or silent preset, or ask a server admin for more credits "
-                "(`/video-admin grant`)."
+                "Pick a shorter or silent preset, or ask a server admin for more credits. "
+                + refill_text(allowance, db_now())
             ) from None
+        except budgets.BudgetRefusal as refusal:
+            raise UserFacingError(self._budget_refusal(refusal)) from None
 
         # From here on the member has paid: whatever goes wrong before the provider has the
         # task must give the credits back now, not at the next restart.
@@ -170,6 +190,32 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             ) from None
         finally:
             self.bot.renderer.submitting.discard(task.id)
+
+    def _budget_refusal(self, refusal: budgets.BudgetRefusal) -> str:
+        if isinstance(refusal, budgets.TooManyActive):
+            return (
+                f"You already have {refusal.limit} clips being made, the most this server "
+                "allows at once. Wait for one to be posted, then try again."
+            )
+        if isinstance(refusal, budgets.ServerCapReached):
+            return (
+                f"This server has used its budget of {refusal.cap} credits for this "
+                f"{refusal.period}. Generation opens again on "
+                f"{budgets.describe_day(refusal.resets_at)} (00:00 UTC), or a server admin "
+                "can raise the cap (`/video-admin cap`). Nothing was charged."
+            )
+        assert isinstance(refusal, budgets.OperatorCeilingReached)
+        day = refusal.resets_at.date()
+        if self.bot.ceiling_warned_on != day:
+            self.bot.ceiling_warned_on = day
+            log.warning(
+                "MAX_CREDITS_PER_DAY (%d) reached: every server is refused until 00:00 UTC",
+                refusal.ceiling,
+            )
+        return (
+            "The bot has reached its spending limit for today across all servers. "
+            "Try again after 00:00 UTC. Nothing was charged."
+        )
 
     async def _show_card(
         self, interaction: discord.Interaction[VideoBot], task: Task, balance_left: int
@@ -284,11 +330,13 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         """Show your credits and what each clip costs."""
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
+        roles = member_role_ids(interaction.user)
+        default = self.bot.settings.default_credits
         left = await credits.balance(
-            self.bot.db,
-            interaction.guild_id,
-            interaction.user.id,
-            self.bot.settings.default_credits,
+            self.bot.db, interaction.guild_id, interaction.user.id, default, roles
+        )
+        allowance = await budgets.member_allowance(
+            self.bot.db, interaction.guild_id, roles, default
         )
         embed = discord.Embed(
             title="Your credits",
@@ -296,11 +344,7 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             colour=discord.Colour.blurple(),
         )
         embed.add_field(name="Prices", value=prices_text(), inline=False)
-        embed.add_field(
-            name="More credits",
-            value="This server has no automatic refill: ask a server admin for more.",
-            inline=False,
-        )
+        embed.add_field(name="Refill", value=refill_text(allowance, db_now()), inline=False)
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command()

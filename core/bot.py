@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import date
 from typing import Any
 
 import discord
@@ -82,6 +83,8 @@ class VideoBot(commands.Bot):
         self.db = db
         self.provider = provider
         self.renderer = Renderer(self)
+        # The UTC day the operator was last warned that MAX_CREDITS_PER_DAY was reached.
+        self.ceiling_warned_on: date | None = None
 
     async def setup_hook(self) -> None:
         """Load the extensions, print the invite link and sync commands when needed."""

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import discord
 
+from db.budgets import Allowance, describe_day
 from db.tasks import Task, TaskState
 from provider.models import PRICES
 
@@ -75,6 +76,14 @@ def delivery_summary(task: Task) -> str:
     if task.delivered_via == "dm":
         return f"Sent by direct message · {links}"
     return links or "No clip URL was returned."
+
+
+def refill_text(allowance: Allowance, moment: datetime) -> str:
+    """Say when and to what the member's credits refill, or that they do not."""
+    refill = allowance.next_refill(moment)
+    if refill is None:
+        return "This server has no automatic refill: ask a server admin for more credits."
+    return f"Refills to **{allowance.amount}** on {describe_day(refill)} (00:00 UTC)."
 
 
 def prices_text() -> str:

@@ -13,15 +13,15 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import discord
 
 from core.cards import quote, task_card
+from db import iso, now, utcnow
 from db import tasks as task_store
-from db import utcnow
 from db.tasks import Task, TaskState
 from provider.errors import ClipTooLarge, ProviderError
 
@@ -47,10 +47,6 @@ def requester_only(user_id: int) -> discord.AllowedMentions:
     return discord.AllowedMentions(
         everyone=False, roles=False, users=[discord.Object(user_id)], replied_user=False
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Renderer:
@@ -178,8 +174,8 @@ class Renderer:
 
     async def refund_stranded(self) -> None:
         """Refund charged tasks whose submission was cut off (by a restart or a crash)."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.stranded_after)
-        created_before = max(self._started_at, _iso(cutoff))
+        cutoff = now() - timedelta(seconds=self.stranded_after)
+        created_before = max(self._started_at, iso(cutoff))
         stranded = await task_store.stranded_submissions(
             self.bot.db, created_before=created_before, exclude=self.submitting
         )

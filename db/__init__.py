@@ -7,7 +7,7 @@ import contextlib
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
@@ -25,9 +25,32 @@ class MigrationError(Exception):
     """The database file is newer than this code or a migration is malformed."""
 
 
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+_clock: Callable[[], datetime] = _system_clock
+
+
+def now() -> datetime:
+    """Return the current UTC time as every timestamp and budget period sees it."""
+    return _clock()
+
+
+def set_clock(clock: Callable[[], datetime] | None) -> None:
+    """Let tests move time (budget periods, refills); None restores the system clock."""
+    global _clock  # one process-wide notion of "now", swapped only by tests
+    _clock = clock or _system_clock
+
+
+def iso(moment: datetime) -> str:
+    """Return a moment as the ISO text stored in every timestamp column."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utcnow() -> str:
     """Return the current UTC time as the ISO text stored in every timestamp column."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(now())
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -6,12 +6,14 @@ the ledger row in the caller's transaction, so the two can never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
 import aiosqlite
 
-from db import Database, utcnow
+from db import Database, now, utcnow
+from db.budgets import allowance_in, period_key
 
 
 class LedgerReason(StrEnum):
@@ -21,6 +23,7 @@ class LedgerReason(StrEnum):
     CHARGE = "charge"
     REFUND = "refund"
     GRANT = "grant"
+    REFILL = "refill"
 
 
 class NotEnoughCredits(Exception):
@@ -54,20 +57,51 @@ class LedgerEntry:
 
 
 async def ensure_member(
-    conn: aiosqlite.Connection, guild_id: int, user_id: int, starting_credits: int
+    conn: aiosqlite.Connection,
+    guild_id: int,
+    user_id: int,
+    default_credits: int,
+    roles: Collection[int] = (),
 ) -> int:
-    """Create the member with their starting credits (a ledger row) if new; return the balance."""
-    now = utcnow()
+    """Give a newcomer their allowance, refill a member whose period turned; return the balance.
+
+    Both are ledger rows like any other. A refill raises the balance back to the allowance
+    when it is lower; credits above it (grants) stay.
+    """
+    allowance = await allowance_in(conn, guild_id, roles, default_credits)
+    key = period_key(allowance.period, now())
     cursor = await conn.execute(
-        "INSERT INTO members (guild_id, user_id, balance, created_at) VALUES (?, ?, 0, ?) "
-        "ON CONFLICT DO NOTHING",
-        (guild_id, user_id, now),
+        "INSERT INTO members (guild_id, user_id, balance, created_at, refilled_period) "
+        "VALUES (?, ?, 0, ?, ?) ON CONFLICT DO NOTHING",
+        (guild_id, user_id, utcnow(), key),
     )
     if cursor.rowcount == 1:
         return await _apply(
-            conn, guild_id, user_id, starting_credits, LedgerReason.WELCOME, note="starting credits"
+            conn, guild_id, user_id, allowance.amount, LedgerReason.WELCOME, note="starting credits"
         )
-    return await balance_in(conn, guild_id, user_id)
+    async with conn.execute(
+        "SELECT balance, refilled_period FROM members WHERE guild_id = ? AND user_id = ?",
+        (guild_id, user_id),
+    ) as found:
+        row = await found.fetchone()
+    assert row is not None
+    balance = int(row["balance"])
+    if key is None or row["refilled_period"] == key:
+        return balance
+    await conn.execute(
+        "UPDATE members SET refilled_period = ? WHERE guild_id = ? AND user_id = ?",
+        (key, guild_id, user_id),
+    )
+    if balance >= allowance.amount:
+        return balance
+    return await _apply(
+        conn,
+        guild_id,
+        user_id,
+        allowance.amount - balance,
+        LedgerReason.REFILL,
+        note=f"{allowance.period} allowance of {allowance.amount}",
+    )
 
 
 async def balance_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> int:
@@ -146,19 +180,26 @@ async def grant(
     actor_id: int,
     starting_credits: int,
     note: str | None = None,
+    roles: Collection[int] = (),
 ) -> int:
     """Add (or, when negative, take) credits on an admin's word; return the new balance."""
     async with db.transaction() as conn:
-        await ensure_member(conn, guild_id, user_id, starting_credits)
+        await ensure_member(conn, guild_id, user_id, starting_credits, roles)
         return await _apply(
             conn, guild_id, user_id, amount, LedgerReason.GRANT, actor_id=actor_id, note=note
         )
 
 
-async def balance(db: Database, guild_id: int, user_id: int, starting_credits: int) -> int:
-    """Return the member's balance, giving a newcomer their starting credits."""
+async def balance(
+    db: Database,
+    guild_id: int,
+    user_id: int,
+    starting_credits: int,
+    roles: Collection[int] = (),
+) -> int:
+    """Return the member's balance, giving a newcomer their starting credits (or a refill)."""
     async with db.transaction() as conn:
-        return await ensure_member(conn, guild_id, user_id, starting_credits)
+        return await ensure_member(conn, guild_id, user_id, starting_credits, roles)
 
 
 async def ledger_for(db: Database, guild_id: int, user_id: int) -> list[LedgerEntry]:

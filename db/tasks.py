@@ -22,7 +22,8 @@ from enum import StrEnum
 
 import aiosqlite
 
-from db import Database, utcnow
+from db import Database, budgets, utcnow
+from db import now as current_time
 from db.credits import charge_task, ensure_member, refund_task
 
 
@@ -118,14 +119,25 @@ def new_task_id() -> str:
     return secrets.token_hex(5)
 
 
-async def reserve(db: Database, request: NewTask, *, starting_credits: int) -> tuple[Task, int]:
+async def reserve(
+    db: Database,
+    request: NewTask,
+    *,
+    starting_credits: int,
+    roles: Collection[int] = (),
+    max_credits_per_day: int | None = None,
+) -> tuple[Task, int]:
     """Charge the member and record the task in one transaction; return it and the balance left.
 
-    Raises NotEnoughCredits (and records nothing) when the balance cannot cover the cost.
+    Every budget rule is checked inside that transaction, so members acting at the same
+    moment can never pass a limit together. Raises a BudgetRefusal or NotEnoughCredits
+    (recording nothing) when a rule says no.
     """
     for attempt in range(3):
         try:
-            return await _reserve(db, request, new_task_id(), starting_credits)
+            return await _reserve(
+                db, request, new_task_id(), starting_credits, roles, max_credits_per_day
+            )
         except sqlite3.IntegrityError as error:
             # A fresh random id collided with an old one (rare, but ids are short).
             if "tasks.id" not in str(error) or attempt == 2:
@@ -134,11 +146,17 @@ async def reserve(db: Database, request: NewTask, *, starting_credits: int) -> t
 
 
 async def _reserve(
-    db: Database, request: NewTask, task_id: str, starting_credits: int
+    db: Database,
+    request: NewTask,
+    task_id: str,
+    starting_credits: int,
+    roles: Collection[int],
+    max_credits_per_day: int | None,
 ) -> tuple[Task, int]:
     now = utcnow()
     async with db.transaction() as conn:
-        await ensure_member(conn, request.guild_id, request.user_id, starting_credits)
+        await ensure_member(conn, request.guild_id, request.user_id, starting_credits, roles)
+        await _check_budgets(conn, request, max_credits_per_day)
         await conn.execute(
             "INSERT INTO tasks (id, guild_id, channel_id, user_id, prompt, aspect_ratio, duration, "
             "sound, image_urls, cost, upload_limit, state, created_at, updated_at) "
@@ -164,6 +182,30 @@ async def _reserve(
         balance = await charge_task(conn, request.guild_id, request.user_id, task_id, request.cost)
         task = await _get_in(conn, task_id)
     return task, balance
+
+
+async def _check_budgets(
+    conn: aiosqlite.Connection, request: NewTask, max_credits_per_day: int | None
+) -> None:
+    rules = await budgets.budget_in(conn, request.guild_id)
+    moment = current_time()
+    active = await budgets.active_tasks_in(conn, request.guild_id, request.user_id)
+    if active >= rules.max_concurrent:
+        raise budgets.TooManyActive(rules.max_concurrent)
+    if rules.cap is not None:
+        start = budgets.period_start(rules.cap_period, moment)
+        resets = budgets.next_period_start(rules.cap_period, moment)
+        assert start is not None and resets is not None
+        spent = await budgets.spent_in(conn, request.guild_id, start)
+        if spent + request.cost > rules.cap:
+            raise budgets.ServerCapReached(rules.cap, rules.cap_period, spent, resets)
+    if max_credits_per_day is not None:
+        start = budgets.period_start("day", moment)
+        resets = budgets.next_period_start("day", moment)
+        assert start is not None and resets is not None
+        spent = await budgets.spent_in(conn, None, start)
+        if spent + request.cost > max_credits_per_day:
+            raise budgets.OperatorCeilingReached(max_credits_per_day, spent, resets)
 
 
 async def get(db: Database, task_id: str) -> Task | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from db import budgets
 from db import tasks as task_store
 from db.tasks import NewTask
 from tests import payloads
@@ -16,6 +17,8 @@ OTHER_MEMBER = 4242
 async def make_tasks(harness: Harness, count: int, *, user_id: int | None = None) -> list[str]:
     """Record tasks directly (as generate would) to have a history to page through."""
     ids = []
+    # These tasks never finish; let one member hold more than the default two at once.
+    await budgets.set_max_concurrent(harness.bot.db, harness.fake.guild_id, 100, actor_id=1)
     for n in range(count):
         task, _ = await task_store.reserve(
             harness.bot.db,

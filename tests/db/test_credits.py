@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from db import Database, credits
+from db import Database, budgets, credits
 from db import tasks as task_store
 from db.credits import NotEnoughCredits
 from db.tasks import NewTask, TaskState
@@ -64,6 +64,7 @@ async def test_not_enough_credits_records_nothing(db: Database) -> None:
 
 
 async def test_fifty_simultaneous_reservations_with_credit_for_three(db: Database) -> None:
+    await budgets.set_max_concurrent(db, GUILD, 100, actor_id=ADMIN)  # only credits limit here
     results = await asyncio.gather(
         *(task_store.reserve(db, request(65), starting_credits=195) for _ in range(50)),
         return_exceptions=True,
@@ -118,6 +119,7 @@ async def test_grants_add_and_take_but_never_below_zero(db: Database) -> None:
 
 async def test_the_ledger_explains_every_balance_after_mixed_operations(db: Database) -> None:
     users = [USER, USER + 1, USER + 2]
+    await budgets.set_max_concurrent(db, GUILD, 100, actor_id=ADMIN)
     for round_ in range(4):
         for user in users:
             try:
