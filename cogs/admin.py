@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import logging
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core.bot import NO_MENTIONS
-from core.cards import quote
+from core.bot import NO_MENTIONS, member_role_ids
+from core.cards import preset_label, quote, refill_text, status_line
 from core.errors import UserFacingError
-from db import credits
+from db import budgets, credits, reports
+from db import now as db_now
+from db import tasks as task_store
 from db.credits import NotEnoughCredits
 
 if TYPE_CHECKING:
@@ -21,6 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_GRANT = 1_000_000
+MAX_BUDGET = 100_000_000
+PERIOD_WORDS = {"day": "day", "week": "week", "month": "month", "none": "once"}
 
 
 def require_admin(interaction: discord.Interaction[VideoBot]) -> bool:
@@ -77,6 +83,7 @@ class VideoAdmin(
                 actor_id=interaction.user.id,
                 starting_credits=self.bot.settings.default_credits,
                 note=note or None,
+                roles=member_role_ids(member),
             )
         except NotEnoughCredits as refusal:
             raise UserFacingError(
@@ -99,6 +106,244 @@ class VideoAdmin(
         if note:
             text += f"\nReason: {quote(note, 200)}"
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command()
+    @app_commands.describe(
+        amount="Credits every member gets",
+        period="How often the balance is raised back to it (none: once, on first use)",
+    )
+    async def allowance(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        amount: app_commands.Range[int, 0, MAX_BUDGET],
+        period: Literal["day", "week", "month", "none"],
+    ) -> None:
+        """Set the credits every member gets per day, week or month."""
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await budgets.set_allowance(
+            self.bot.db, interaction.guild_id, amount, period, actor_id=interaction.user.id
+        )
+        rule = budgets.Allowance(amount, period)
+        if period == "none":
+            text = f"New members now start with **{amount}** credits; there is no refill."
+        else:
+            text = (
+                f"Every member now gets **{amount}** credits per {period}: at the start of "
+                f"each {period} (UTC) a lower balance is raised back to {amount}; granted "
+                f"credits above it stay. {refill_text(rule, db_now())}"
+            )
+        await self._reply(interaction, text)
+
+    @app_commands.command(name="role-allowance")
+    @app_commands.describe(
+        role="Members holding this role get the allowance below instead",
+        amount="Their allowance per the server's period; 0 removes it",
+    )
+    async def role_allowance(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        role: discord.Role,
+        amount: app_commands.Range[int, 0, MAX_BUDGET],
+    ) -> None:
+        """Give members with a role a different allowance (the highest that applies wins)."""
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        old = await budgets.set_role_allowance(
+            self.bot.db, interaction.guild_id, role.id, amount, actor_id=interaction.user.id
+        )
+        if amount == 0:
+            text = (
+                f"{role.mention} no longer has its own allowance."
+                if old is not None
+                else f"{role.mention} had no allowance of its own; nothing changed."
+            )
+        else:
+            rules = await budgets.budget(self.bot.db, interaction.guild_id)
+            text = (
+                f"Members with {role.mention} now get **{amount}** credits "
+                f"{PERIOD_WORDS[rules.allowance_period]} per the server's period "
+                "(or the server allowance, if that is higher)."
+            )
+        await self._reply(interaction, text)
+
+    @app_commands.command()
+    @app_commands.describe(
+        amount="The most credits the whole server may spend per period; 0 removes the cap",
+        period="The calendar period (UTC) the cap counts over",
+    )
+    async def cap(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        amount: app_commands.Range[int, 0, MAX_BUDGET],
+        period: Literal["day", "week", "month"],
+    ) -> None:
+        """Limit what the whole server may spend per day, week or month."""
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await budgets.set_cap(
+            self.bot.db,
+            interaction.guild_id,
+            amount or None,
+            period,
+            actor_id=interaction.user.id,
+        )
+        if amount == 0:
+            await self._reply(interaction, "The server no longer has a spending cap.")
+            return
+        moment = db_now()
+        start = budgets.period_start(period, moment)
+        assert start is not None
+        spent = await self._spent_since(interaction.guild_id, start)
+        await self._reply(
+            interaction,
+            f"The server may now spend **{amount}** credits per {period}. "
+            f"Spent this {period} so far: {spent}; left: {max(0, amount - spent)}.",
+        )
+
+    @app_commands.command()
+    @app_commands.describe(
+        max_concurrent="How many clips one member may have in the making at once"
+    )
+    async def limits(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        max_concurrent: app_commands.Range[int, 1, 20],
+    ) -> None:
+        """Set how many clips one member may have rendering at once."""
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await budgets.set_max_concurrent(
+            self.bot.db, interaction.guild_id, max_concurrent, actor_id=interaction.user.id
+        )
+        await self._reply(
+            interaction,
+            f"Each member may now have **{max_concurrent}** clips in the making at once.",
+        )
+
+    @app_commands.command()
+    @app_commands.describe(period="The calendar period (UTC) to report on; default: this month")
+    async def usage(
+        self,
+        interaction: discord.Interaction[VideoBot],
+        period: Literal["day", "week", "month"] = "month",
+    ) -> None:
+        """Show the server's spending, tasks and top members for this period."""
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        db = self.bot.db
+        moment = db_now()
+        start = budgets.period_start(period, moment)
+        assert start is not None
+        report = await reports.usage(db, interaction.guild_id, start)
+        rules = await budgets.budget(db, interaction.guild_id)
+        embed = discord.Embed(
+            title=f"Video usage this {period}",
+            description=(
+                f"Since {budgets.describe_day(start)} 00:00 UTC: **{report.spent}** credits spent "
+                f"({report.charged} charged, {report.refunded} refunded)."
+            ),
+            colour=discord.Colour.blurple(),
+        )
+        embed.add_field(name="Tasks", value=_outcomes_text(report), inline=False)
+        top = "\n".join(f"<@{user}>: {spent}" for user, spent in report.top_members)
+        embed.add_field(name="Top members", value=top or "Nobody yet.", inline=False)
+        embed.add_field(name="Cap", value=await self._cap_text(interaction.guild_id, rules))
+        allowance = (
+            f"{rules.allowance} {PERIOD_WORDS[rules.allowance_period]}"
+            if rules.allowance is not None
+            else f"{self.bot.settings.default_credits} once (default)"
+        )
+        embed.add_field(name="Allowance", value=allowance)
+        embed.add_field(name="Per member at once", value=str(rules.max_concurrent))
+        changes = await budgets.recent_changes(db, interaction.guild_id, limit=5)
+        embed.add_field(
+            name="Recent settings changes",
+            value="\n".join(
+                f"<t:{_unix(change.created_at)}:d> <@{change.actor_id}> {change.setting}: "
+                f"{change.old_value or 'unset'} → {change.new_value or 'unset'}"
+                for change in changes
+            )
+            or "None.",
+            inline=False,
+        )
+        await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command()
+    @app_commands.describe(member="Only this member's rows (default: everyone's)")
+    async def ledger(
+        self, interaction: discord.Interaction[VideoBot], member: discord.User | None = None
+    ) -> None:
+        """Download the credit ledger as a CSV file, for audits."""
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        data = await reports.ledger_csv(
+            self.bot.db, interaction.guild_id, None if member is None else member.id
+        )
+        rows = data.count(b"\n") - 1
+        name = f"ledger-{interaction.guild_id}" + (f"-{member.id}" if member else "") + ".csv"
+        await interaction.followup.send(
+            f"{rows} ledger rows" + (f" for {member.mention}" if member else "") + ".",
+            file=discord.File(io.BytesIO(data), filename=name),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    @app_commands.command()
+    @app_commands.describe(member="Whose credits and recent tasks to show")
+    async def balance(
+        self, interaction: discord.Interaction[VideoBot], member: discord.User
+    ) -> None:
+        """Show any member's credits and recent tasks."""
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        db, default = self.bot.db, self.bot.settings.default_credits
+        roles = member_role_ids(member)
+        left = await credits.balance(db, interaction.guild_id, member.id, default, roles)
+        allowance = await budgets.member_allowance(db, interaction.guild_id, roles, default)
+        recent = await task_store.for_member(db, interaction.guild_id, member.id, limit=5)
+        embed = discord.Embed(
+            title=f"Credits of {member.display_name}"[:256],
+            description=(
+                f"{member.mention} has **{left}** credits. {refill_text(allowance, db_now())}"
+            ),
+            colour=discord.Colour.blurple(),
+        )
+        embed.add_field(
+            name="Recent tasks",
+            value="\n".join(status_line(task) for task in recent) or "None yet.",
+            inline=False,
+        )
+        await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    async def _reply(self, interaction: discord.Interaction[VideoBot], text: str) -> None:
+        log.info("Admin %d in server %s: %s", interaction.user.id, interaction.guild_id, text[:200])
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    async def _spent_since(self, guild_id: int, start: datetime) -> int:
+        async with self.bot.db.transaction() as conn:
+            return await budgets.spent_in(conn, guild_id, start)
+
+    async def _cap_text(self, guild_id: int, rules: budgets.GuildBudget) -> str:
+        if rules.cap is None:
+            return "None."
+        start = budgets.period_start(rules.cap_period, db_now())
+        assert start is not None
+        spent = await self._spent_since(guild_id, start)
+        return f"{rules.cap} per {rules.cap_period}; {max(0, rules.cap - spent)} left"
+
+
+def _unix(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp).timestamp())
+
+
+def _outcomes_text(report: reports.Usage) -> str:
+    if not report.tasks_by_outcome:
+        return "None."
+    lines = []
+    for (duration, sound, state), count in sorted(report.tasks_by_outcome.items()):
+        lines.append(f"{preset_label(duration, sound)} · {state}: {count}")
+    return "\n".join(lines)[:1024]
 
 
 async def setup(bot: VideoBot) -> None:

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core.bot import NO_MENTIONS
+from core.bot import NO_MENTIONS, member_role_ids
 from core.cards import prices_text, quote, refill_text, status_line, task_card
 from core.errors import UserFacingError
 from core.validation import check_image_attachment, check_image_url, clean_prompt
@@ -28,15 +28,6 @@ log = logging.getLogger(__name__)
 
 HISTORY_PAGE_SIZE = 10
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
-
-
-def member_role_ids(user: discord.User | discord.Member) -> list[int]:
-    """Return the ids of the roles a member holds (none outside a server).
-
-    `Member.roles` resolves through the role cache, which an interaction may arrive
-    without; the ids themselves always come with the member.
-    """
-    return list(getattr(user, "_roles", ()))
 
 
 def is_server_admin(interaction: discord.Interaction[VideoBot]) -> bool:

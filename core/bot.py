@@ -34,6 +34,15 @@ NO_MENTIONS = discord.AllowedMentions.none()
 SYNC_HASH_KEY = "command_tree_hash"
 
 
+def member_role_ids(user: discord.User | discord.Member) -> list[int]:
+    """Return the ids of the roles a member holds (none outside a server).
+
+    `Member.roles` resolves through the role cache, which an interaction may arrive
+    without; the ids themselves always come with the member.
+    """
+    return list(getattr(user, "_roles", ()))
+
+
 class VideoTree(app_commands.CommandTree["VideoBot"]):
     """The command tree, with one error handler for the whole bot."""
 
