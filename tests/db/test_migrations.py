@@ -41,6 +41,10 @@ async def test_every_earlier_version_migrates_to_the_latest(tmp_path: Path, star
             await conn.execute(
                 "INSERT INTO members (guild_id, user_id, balance, created_at) VALUES (1, 2, 5, 'x')"
             )
+            await conn.execute(
+                "INSERT INTO ledger (guild_id, user_id, delta, balance_after, reason, created_at) "
+                "VALUES (1, 2, 5, 5, 'welcome', 'x')"
+            )
     await old.close()
 
     db = await Database.open(path)
@@ -51,6 +55,12 @@ async def test_every_earlier_version_migrates_to_the_latest(tmp_path: Path, star
                 "SELECT balance FROM members WHERE guild_id = 1 AND user_id = 2"
             )
             assert row is not None and row["balance"] == 5
+            ledger = await db.fetchall("SELECT delta, reason FROM ledger")
+            assert [(r["delta"], r["reason"]) for r in ledger] == [(5, "welcome")]
+            # The rebuilt ledger is still append-only.
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                async with db.transaction() as conn:
+                    await conn.execute("DELETE FROM ledger")
         await db.set_state("k", "v")
         assert await db.get_state("k") == "v"
     finally:
