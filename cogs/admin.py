@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_GRANT = 1_000_000
 MAX_BUDGET = 100_000_000
-PERIOD_WORDS = {"day": "day", "week": "week", "month": "month", "none": "once"}
+PERIOD_WORDS = {"day": "per day", "week": "per week", "month": "per month", "none": "once"}
 
 
 def require_admin(interaction: discord.Interaction[VideoBot]) -> bool:
@@ -129,9 +129,10 @@ class VideoAdmin(
             text = f"New members now start with **{amount}** credits; there is no refill."
         else:
             text = (
-                f"Every member now gets **{amount}** credits per {period}: at the start of "
-                f"each {period} (UTC) a lower balance is raised back to {amount}; granted "
-                f"credits above it stay. {refill_text(rule, db_now())}"
+                f"Every member now gets **{amount}** credits per {period}: from now on, in "
+                f"each {period} (UTC) a lower balance is raised back to {amount} when the "
+                "member next uses the bot, this one included; granted credits above it stay. "
+                f"{refill_text(rule, db_now())}"
             )
         await self._reply(interaction, text)
 
@@ -160,10 +161,14 @@ class VideoAdmin(
             )
         else:
             rules = await budgets.budget(self.bot.db, interaction.guild_id)
+            rhythm = (
+                "as starting credits (the server has no refill period)"
+                if rules.allowance_period == "none"
+                else f"per {rules.allowance_period}"
+            )
             text = (
-                f"Members with {role.mention} now get **{amount}** credits "
-                f"{PERIOD_WORDS[rules.allowance_period]} per the server's period "
-                "(or the server allowance, if that is higher)."
+                f"Members with {role.mention} now get **{amount}** credits {rhythm}, "
+                "or the server allowance if that is higher."
             )
         await self._reply(interaction, text)
 
@@ -218,7 +223,8 @@ class VideoAdmin(
         )
         await self._reply(
             interaction,
-            f"Each member may now have **{max_concurrent}** clips in the making at once.",
+            f"Each member may now have **{max_concurrent}** "
+            f"{'clip' if max_concurrent == 1 else 'clips'} in the making at once.",
         )
 
     @app_commands.command()
@@ -296,6 +302,8 @@ class VideoAdmin(
     ) -> None:
         """Show any member's credits and recent tasks."""
         assert interaction.guild_id is not None
+        if member.bot:
+            raise UserFacingError("Bots cannot make videos, so they hold no credits.")
         await interaction.response.defer(ephemeral=True, thinking=True)
         db, default = self.bot.db, self.bot.settings.default_credits
         roles = member_role_ids(member)

@@ -185,8 +185,9 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
     def _budget_refusal(self, refusal: budgets.BudgetRefusal) -> str:
         if isinstance(refusal, budgets.TooManyActive):
             return (
-                f"You already have {refusal.limit} clips being made, the most this server "
-                "allows at once. Wait for one to be posted, then try again."
+                f"You already have {refusal.limit} {'clip' if refusal.limit == 1 else 'clips'} "
+                "being made, the most this server allows at once. Wait for one to be posted, "
+                "then try again."
             )
         if isinstance(refusal, budgets.ServerCapReached):
             return (

@@ -148,6 +148,8 @@ async def allowance_in(
         default_credits if settings.allowance is None else settings.allowance,
         settings.allowance_period,
     )
+    # Every member holds @everyone, whose role id is the server's id.
+    roles = {*roles, guild_id}
     if roles:
         marks = ", ".join("?" for _ in roles)
         async with conn.execute(
