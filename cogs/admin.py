@@ -11,9 +11,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core.bot import NO_MENTIONS, member_role_ids
 from core.cards import preset_label, quote, refill_text, status_line
 from core.errors import UserFacingError
+from core.members import NO_MENTIONS, member_role_ids
 from db import budgets, credits, reports
 from db import now as db_now
 from db import tasks as task_store

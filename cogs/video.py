@@ -10,15 +10,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import generation
-from core.bot import NO_MENTIONS, member_role_ids
+from core.bot import send_private
 from core.cards import prices_text, quote, refill_text, status_line, task_card
 from core.errors import UserFacingError
+from core.members import NO_MENTIONS, is_server_admin, member_role_ids
+from core.results import result_view
 from core.validation import check_image_attachment, check_image_url, clean_prompt
 from db import budgets, credits
 from db import now as db_now
 from db import tasks as task_store
-from db.tasks import Task
-from provider.models import GenerationRequest
+from db.tasks import Task, TaskState
+from provider.models import MAX_PROMPT_LENGTH, GenerationRequest
 
 if TYPE_CHECKING:
     from core.bot import VideoBot
@@ -29,11 +31,6 @@ HISTORY_PAGE_SIZE = 10
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
-def is_server_admin(interaction: discord.Interaction[VideoBot]) -> bool:
-    """Whether the member may see and change everything in this server."""
-    return interaction.permissions.manage_guild
-
-
 @app_commands.guild_only()
 class Video(commands.GroupCog, group_name="video", group_description="Make AI video clips"):
     """Commands every member can use."""
@@ -41,6 +38,58 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
         super().__init__()
+        # Context menus cannot live in a group; this one is added to the tree directly.
+        self.animate_menu = app_commands.ContextMenu(
+            name="Animate image",
+            callback=self.animate_image,
+            allowed_contexts=app_commands.AppCommandContext(guild=True),
+        )
+
+    async def cog_load(self) -> None:
+        """Add the message context menu."""
+        self.bot.tree.add_command(self.animate_menu)
+
+    async def cog_unload(self) -> None:
+        """Remove the message context menu."""
+        self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
+
+    async def animate_image(
+        self, interaction: discord.Interaction[VideoBot], message: discord.Message
+    ) -> None:
+        """Ask for a prompt, then animate the first image attached to the message."""
+        image = next(
+            (a for a in message.attachments if (a.content_type or "").startswith("image/")),
+            None,
+        )
+        if image is None:
+            raise UserFacingError(
+                "That message has no image attached. Pick a message with a picture, or use "
+                "`/video generate` with `image` or `image_url`."
+            )
+        url = check_image_attachment(image)
+        await interaction.response.send_modal(AnimateModal(self.bot, url))
+
+    @app_commands.command()
+    @app_commands.describe(setting="on: a DM when each of your clips is posted; off: none")
+    async def notify(
+        self, interaction: discord.Interaction[VideoBot], setting: Literal["on", "off"]
+    ) -> None:
+        """Get a direct message when your clips are ready."""
+        assert interaction.guild_id is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await credits.set_notify(
+            self.bot.db,
+            interaction.guild_id,
+            interaction.user.id,
+            setting == "on",
+            self.bot.settings.default_credits,
+        )
+        text = (
+            "You will get a DM each time a clip of yours is posted in this server."
+            if setting == "on"
+            else "No more DMs when your clips are posted in this server."
+        )
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command()
     @app_commands.describe(
@@ -97,7 +146,10 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         await interaction.response.defer(ephemeral=True, thinking=True)
         task = await self._visible_task(interaction, task_id.strip())
         await interaction.followup.send(
-            embed=task_card(task), ephemeral=True, allowed_mentions=NO_MENTIONS
+            embed=task_card(task),
+            view=result_view(task) if task.state is TaskState.DONE else discord.utils.MISSING,
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
         )
 
     async def _visible_task(self, interaction: discord.Interaction[VideoBot], task_id: str) -> Task:
@@ -166,6 +218,50 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         await interaction.followup.send(
             embed=embed, view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
         )
+
+
+class AnimateModal(discord.ui.Modal, title="Animate image"):
+    """What to make of the picture: the prompt, the length and whether to add sound."""
+
+    prompt: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
+        label="What should happen in the clip?",
+        style=discord.TextStyle.paragraph,
+        max_length=MAX_PROMPT_LENGTH,
+        placeholder="The cat slowly turns its head and blinks",
+    )
+    duration: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
+        label="Length in seconds: 5 or 10", default="5", max_length=2
+    )
+    sound: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
+        label="Sound: yes or no", default="no", max_length=3
+    )
+
+    def __init__(self, bot: VideoBot, image_url: str) -> None:
+        super().__init__(timeout=600)
+        self.bot = bot
+        self.image_url = image_url
+
+    async def on_submit(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
+        """Check the answers and start the clip, or say what to fix."""
+        try:
+            duration = {"5": 5, "10": 10}.get(self.duration.value.strip().lower().rstrip("s"))
+            sound = {"yes": True, "y": True, "no": False, "n": False}.get(
+                self.sound.value.strip().lower()
+            )
+            if duration is None:
+                raise UserFacingError("The length must be 5 or 10 (seconds). Nothing was charged.")
+            if sound is None:
+                raise UserFacingError("Sound must be yes or no. Nothing was charged.")
+            request = GenerationRequest(
+                prompt=clean_prompt(self.prompt.value),
+                aspect_ratio="16:9",  # the provider follows the image's shape
+                duration=duration,
+                sound=sound,
+                image_urls=(self.image_url,),
+            )
+            await generation.start(self.bot, interaction, request)
+        except UserFacingError as refusal:
+            await send_private(interaction, refusal.message)
 
 
 class HistoryView(discord.ui.View):

@@ -13,7 +13,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from core.errors import UserFacingError
+from core.members import NO_MENTIONS
 from core.rendering import Renderer
+from core.results import DYNAMIC_ITEMS
 from core.settings import Settings
 from db import Database
 from provider.client import SeedanceClient
@@ -30,17 +32,7 @@ INVITE_PERMISSIONS = discord.Permissions(
     attach_files=True,
     read_message_history=True,
 )
-NO_MENTIONS = discord.AllowedMentions.none()
 SYNC_HASH_KEY = "command_tree_hash"
-
-
-def member_role_ids(user: discord.User | discord.Member) -> list[int]:
-    """Return the ids of the roles a member holds (none outside a server).
-
-    `Member.roles` resolves through the role cache, which an interaction may arrive
-    without; the ids themselves always come with the member.
-    """
-    return list(getattr(user, "_roles", ()))
 
 
 class VideoTree(app_commands.CommandTree["VideoBot"]):
@@ -96,7 +88,9 @@ class VideoBot(commands.Bot):
         self.ceiling_warned_on: date | None = None
 
     async def setup_hook(self) -> None:
-        """Load the extensions, print the invite link and sync commands when needed."""
+        """Register result buttons, load the extensions, log the invite link, sync commands."""
+        # Buttons under clips posted before this start keep working.
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)

@@ -39,7 +39,26 @@ def preset_label(duration: int, sound: bool) -> str:
     return f"{duration} s, {'with sound' if sound else 'silent'}"
 
 
-def task_card(task: Task, *, balance_left: int | None = None) -> discord.Embed:
+def duration_text(seconds: float) -> str:
+    """Say a length of time the way people do: `45 s`, `2 min 5 s`."""
+    whole = max(0, round(seconds))
+    minutes, rest = divmod(whole, 60)
+    if not minutes:
+        return f"{rest} s"
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+def progress_text(elapsed: float, typical: float | None) -> str:
+    """Describe a render in progress: how long so far and, when known, how long it usually takes."""
+    text = f"Rendering for {duration_text(elapsed)}"
+    if typical is not None:
+        text += f" · usually about {duration_text(typical)}"
+    return text
+
+
+def task_card(
+    task: Task, *, balance_left: int | None = None, progress: str | None = None
+) -> discord.Embed:
     """Return the embed that follows a task from submission to its end."""
     embed = discord.Embed(
         title=_TITLES[task.state],
@@ -56,6 +75,8 @@ def task_card(task: Task, *, balance_left: int | None = None) -> discord.Embed:
         embed.add_field(name="Balance left", value=f"{balance_left} credits", inline=True)
     embed.add_field(name="Task id", value=f"`{task.id}`", inline=True)
     embed.add_field(name="Requested by", value=f"<@{task.user_id}>", inline=True)
+    if progress is not None and task.state is TaskState.RENDERING:
+        embed.add_field(name="Progress", value=progress, inline=False)
     if task.state.refunded and task.error:
         embed.add_field(name="Reason", value=quote(task.error, 1000), inline=False)
     if task.state is TaskState.DONE:
@@ -95,9 +116,24 @@ def prices_text() -> str:
 
 
 def status_line(task: Task) -> str:
-    """Describe a task in one line of a list."""
+    """Describe a task in one line of a list: state, preset, cost, age, and its result."""
     stamp = int(datetime.fromisoformat(task.created_at).timestamp())
-    return (
+    line = (
         f"`{task.id}` · {_TITLES[task.state]} · {preset_label(task.duration, task.sound)} · "
-        f"<t:{stamp}:R>\n> {quote(task.prompt.replace(chr(10), ' '), 80)}"
+        f"{task.cost} credits · <t:{stamp}:R>"
     )
+    link = _result_link(task)
+    if link:
+        line += f" · [clip]({link})"
+    return f"{line}\n> {quote(task.prompt.replace(chr(10), ' '), 80)}"
+
+
+def _result_link(task: Task) -> str | None:
+    if task.state is not TaskState.DONE:
+        return None
+    if task.delivery_message_id and task.delivered_via in ("attachment", "link"):
+        return (
+            f"https://discord.com/channels/{task.guild_id}/"
+            f"{task.delivery_channel_id}/{task.delivery_message_id}"
+        )
+    return task.result_urls[0] if task.result_urls else None

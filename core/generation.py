@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from core.bot import NO_MENTIONS, member_role_ids
 from core.cards import refill_text, task_card
 from core.errors import UserFacingError
+from core.members import NO_MENTIONS, member_role_ids
 from db import budgets
 from db import now as db_now
 from db import tasks as task_store

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from core.cards import quote, task_card
-from db import iso, now, utcnow
+from core.cards import progress_text, quote, task_card
+from core.members import requester_only
+from core.results import result_view
+from db import credits, iso, now, utcnow
 from db import tasks as task_store
 from db.tasks import Task, TaskState
 from provider.errors import ClipTooLarge, ProviderError
@@ -40,13 +42,10 @@ STRANDED_AFTER_SECONDS = 30.0
 SWEEP_EVERY_SECONDS = 30.0
 STOP_GRACE_SECONDS = 10.0
 TOO_LARGE_CODE = 40005
-
-
-def requester_only(user_id: int) -> discord.AllowedMentions:
-    """Allow pinging the task's requester and nobody else."""
-    return discord.AllowedMentions(
-        everyone=False, roles=False, users=[discord.Object(user_id)], replied_user=False
-    )
+# A rendering card shows its elapsed time at most this often, and all cards together are
+# edited at most once per gap, which keeps many renders far from Discord's rate limits.
+PROGRESS_EVERY_SECONDS = 15.0
+PROGRESS_GAP_SECONDS = 1.0
 
 
 class Renderer:
@@ -68,6 +67,10 @@ class Renderer:
         self._last_sweep = float("-inf")
         self.stranded_after = STRANDED_AFTER_SECONDS
         self.sweep_every = SWEEP_EVERY_SECONDS
+        self.progress_every = PROGRESS_EVERY_SECONDS
+        self.progress_gap = PROGRESS_GAP_SECONDS
+        self._progress_shown: dict[str, float] = {}
+        self._next_progress_edit = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -230,6 +233,29 @@ class Renderer:
             await task_store.reschedule(
                 self.bot.db, task.id, self.clock() + self.interval(task.poll_attempts + 1)
             )
+            await self._show_progress(task)
+
+    async def _show_progress(self, task: Task) -> None:
+        """Edit a rendering task's card with elapsed time, calmly.
+
+        At most once per `progress_every` per card, and at most one progress edit per
+        `progress_gap` across all cards, so many renders never approach Discord's limits.
+        """
+        if task.card_message_id is None or task.submitted_at is None:
+            return
+        moment = time.monotonic()
+        last = self._progress_shown.get(task.id)
+        if last is None:
+            # The card was just shown (or the bot restarted): wait a full period first.
+            self._progress_shown[task.id] = moment
+            return
+        if moment - last < self.progress_every or moment < self._next_progress_edit:
+            return
+        self._progress_shown[task.id] = moment
+        self._next_progress_edit = moment + self.progress_gap
+        elapsed = self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
+        typical = await task_store.typical_render_seconds(self.bot.db, task.duration, task.sound)
+        await self._update_card(task.id, progress=progress_text(elapsed, typical))
 
     def _rendering_too_long(self, task: Task) -> bool:
         if task.submitted_at is None:
@@ -281,11 +307,29 @@ class Renderer:
     async def _finish_delivery(
         self, task: Task, via: str, message_id: int | None, channel_id: int | None
     ) -> None:
-        await task_store.mark_delivered(
+        if not await task_store.mark_delivered(
             self.bot.db, task.id, via=via, message_id=message_id, channel_id=channel_id
-        )
+        ):
+            return
         log.info("Task %s delivered (%s)", task.id, via)
         await self._update_card(task.id)
+        if via in ("attachment", "link") and await credits.wants_notify(
+            self.bot.db, task.guild_id, task.user_id
+        ):
+            await self._notify(
+                task, f"https://discord.com/channels/{task.guild_id}/{channel_id}/{message_id}"
+            )
+
+    async def _notify(self, task: Task, jump: str) -> None:
+        """DM the requester (who asked for it with /video notify) that their clip is up."""
+        try:
+            user = await self.bot.fetch_user(task.user_id)
+            await user.send(
+                f"Your clip `{task.id}` is ready: {jump}",
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as error:
+            log.info("Could not DM the requester of task %s: %s", task.id, error)
 
     async def _retry_later(self, task: Task, attempt: int) -> None:
         await task_store.reschedule(self.bot.db, task.id, self.clock() + self.interval(attempt))
@@ -367,7 +411,9 @@ class Renderer:
     ) -> discord.Message:
         text = self._clip_text(task, note) + (f"\n{footer}" if footer else "")
         file = discord.File(clip, filename=clip.name) if clip else discord.utils.MISSING
-        return await channel.send(text, file=file, allowed_mentions=mentions, nonce=nonce)
+        return await channel.send(
+            text, file=file, view=result_view(task), allowed_mentions=mentions, nonce=nonce
+        )
 
     async def _refund(
         self, task: Task, to: TaskState, reason: str, *, allowed_from: tuple[TaskState, ...]
@@ -389,15 +435,18 @@ class Renderer:
         except discord.HTTPException:
             log.info("Could not announce the refund of task %s in its channel", task.id)
 
-    async def _update_card(self, task_id: str) -> None:
+    async def _update_card(self, task_id: str, *, progress: str | None = None) -> None:
         task = await task_store.get(self.bot.db, task_id)
         if task is None or task.card_message_id is None:
             return
+        if task.state.finished:
+            self._progress_shown.pop(task.id, None)
         # The bot's own token, not the interaction's: renders outlive its 15 minutes.
         channel = self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)
         try:
             await channel.get_partial_message(task.card_message_id).edit(
-                embed=task_card(task), allowed_mentions=discord.AllowedMentions.none()
+                embed=task_card(task, progress=progress),
+                allowed_mentions=discord.AllowedMentions.none(),
             )
         except discord.HTTPException:
             log.info("Could not update the card of task %s", task.id)

@@ -218,3 +218,23 @@ async def unexplained_balances(db: Database) -> list[tuple[int, int, int, int]]:
         "GROUP BY m.guild_id, m.user_id HAVING m.balance != total"
     )
     return [(r["guild_id"], r["user_id"], r["balance"], r["total"]) for r in rows]
+
+
+async def set_notify(
+    db: Database, guild_id: int, user_id: int, enabled: bool, starting_credits: int
+) -> None:
+    """Remember whether the member wants a DM when a clip of theirs is ready."""
+    async with db.transaction() as conn:
+        await ensure_member(conn, guild_id, user_id, starting_credits)
+        await conn.execute(
+            "UPDATE members SET notify_dm = ? WHERE guild_id = ? AND user_id = ?",
+            (int(enabled), guild_id, user_id),
+        )
+
+
+async def wants_notify(db: Database, guild_id: int, user_id: int) -> bool:
+    """Whether the member asked for a DM when a clip of theirs is ready."""
+    row = await db.fetchone(
+        "SELECT notify_dm FROM members WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+    )
+    return row is not None and bool(row["notify_dm"])

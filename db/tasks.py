@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import statistics
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -419,3 +420,15 @@ async def search(
         (guild_id, user_id, user_id, pattern, pattern, limit),
     )
     return [Task.from_row(row) for row in rows]
+
+
+async def typical_render_seconds(db: Database, duration: int, sound: bool) -> float | None:
+    """Return the median render time of the last 20 finished tasks of this preset."""
+    rows = await db.fetchall(
+        "SELECT (julianday(finished_at) - julianday(submitted_at)) * 86400.0 AS seconds "
+        "FROM tasks WHERE state = 'done' AND duration = ? AND sound = ? "
+        "AND submitted_at IS NOT NULL ORDER BY finished_at DESC LIMIT 20",
+        (duration, int(sound)),
+    )
+    seconds = [float(row["seconds"]) for row in rows if row["seconds"] is not None]
+    return statistics.median(seconds) if seconds else None

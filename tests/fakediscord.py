@@ -1479,8 +1479,12 @@ class FakeDiscord:
                 raise _form_error(str(index), "DICT_TYPE_CONVERT", "Only dictionaries may be used")
             name = str(command.get("name", ""))
             ctype = int(command.get("type", 1))
-            valid_name = re.fullmatch(r"[-_'\w]{1,32}", name) is not None and (
-                ctype != 1 or name == name.lower()
+            # Slash commands: lowercase, no spaces; user and message context menus take any
+            # 1-32 characters, spaces and capitals included ("Animate image").
+            valid_name = (
+                re.fullmatch(r"[-_'\w]{1,32}", name) is not None and name == name.lower()
+                if ctype == 1
+                else 1 <= len(name) <= 32 and name.strip() == name
             )
             if not valid_name:
                 raise _form_error(

@@ -42,9 +42,16 @@ async def test_the_invite_link_asks_for_exactly_the_needed_permissions(
 
 async def test_commands_are_synced_as_the_product_defines_them(harness: Harness) -> None:
     commands = {c["name"]: c for c in harness.fake.global_commands}
-    assert set(commands) == {"video", "video-admin"}
+    assert set(commands) == {"video", "video-admin", "Animate image"}
+    assert commands["Animate image"]["type"] == 3  # a message context menu
     video = commands["video"]
-    assert {o["name"] for o in video["options"]} == {"generate", "status", "balance", "history"}
+    assert {o["name"] for o in video["options"]} == {
+        "generate",
+        "status",
+        "balance",
+        "history",
+        "notify",
+    }
     generate = options_of(video, "generate")
     assert [o["name"] for o in generate.values() if o.get("required")] == ["prompt"]
     assert (generate["prompt"]["min_length"], generate["prompt"]["max_length"]) == (1, 1000)
@@ -80,7 +87,11 @@ async def test_a_dev_guild_gets_its_commands_on_every_start(
             pass
     assert len(fake.calls("PUT", rf"^/applications/\d+/guilds/{fake.guild_id}/commands$")) == 2
     assert fake.calls("PUT", SYNC_GLOBAL) == []
-    assert {c["name"] for c in fake.guild_commands[fake.guild_id]} == {"video", "video-admin"}
+    assert {c["name"] for c in fake.guild_commands[fake.guild_id]} == {
+        "video",
+        "video-admin",
+        "Animate image",
+    }
 
 
 async def test_sandbox_mode_runs_the_whole_flow_on_the_built_in_simulator(

@@ -54,7 +54,7 @@ async def test_start_up_logs_in_syncs_once_and_gets_ready(
         assert live.bot.is_ready() and live.bot.get_guild(fake.guild_id) is not None
         assert fake.identify_count == 1
         names = {c["name"]: c for c in fake.global_commands}
-        assert set(names) == {"video", "video-admin"}
+        assert set(names) == {"video", "video-admin", "Animate image"}
         assert int(names["video-admin"]["default_member_permissions"]) == 1 << 5
     async with live_bot(fake, simulator, settings):
         pass

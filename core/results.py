@@ -1,0 +1,262 @@
+"""Buttons under a finished clip: reroll, longer or with-sound variants, delete.
+
+They are `DynamicItem`s whose custom ids carry the task id, registered in `setup_hook`, so a
+click works the same on a clip posted before a restart. Reroll and variants spend the
+requester's credits, so they ask for confirmation with the cost first; only the requester
+may spend on them, and only the requester or an admin may delete the post.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+
+from core import generation
+from core.errors import UserFacingError
+from core.members import NO_MENTIONS, is_server_admin
+from db import tasks as task_store
+from db.tasks import Task
+from provider.models import GenerationRequest, price
+
+if TYPE_CHECKING:
+    from core.bot import VideoBot
+
+log = logging.getLogger(__name__)
+
+TASK_ID = r"(?P<task_id>[0-9a-f]{6,20})"
+CONFIRM_SECONDS = 120
+
+Change = Literal["reroll", "long", "sound"]
+CHANGE_WORDS: dict[Change, str] = {
+    "reroll": "a new take with the same settings",
+    "long": "a 10-second version",
+    "sound": "a version with sound",
+}
+
+
+def variant_of(task: Task, change: Change) -> GenerationRequest:
+    """Return the request for a new take of `task`, changed as asked."""
+    return GenerationRequest(
+        prompt=task.prompt,
+        aspect_ratio=task.aspect_ratio,
+        duration=10 if change == "long" else task.duration,
+        sound=True if change == "sound" else task.sound,
+        image_urls=task.image_urls,
+    )
+
+
+def result_view(task: Task) -> discord.ui.View:
+    """Return the buttons that go under the task's clip."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerollButton(task.id, price(task.duration, task.sound)))
+    if task.duration != 10:
+        view.add_item(VariantButton(task.id, "long", price(10, task.sound)))
+    if not task.sound:
+        view.add_item(VariantButton(task.id, "sound", price(task.duration, True)))
+    view.add_item(DeleteButton(task.id))
+    return view
+
+
+async def _send_private(interaction: discord.Interaction[Any], text: str) -> None:
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+    else:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+
+async def _task_for(interaction: discord.Interaction[VideoBot], task_id: str) -> Task | None:
+    task = await task_store.get(interaction.client.db, task_id)
+    if task is None or task.guild_id != (interaction.guild_id or task.guild_id):
+        await _send_private(interaction, "This clip is no longer known to the bot.")
+        return None
+    return task
+
+
+async def offer(interaction: discord.Interaction[VideoBot], task_id: str, change: Change) -> None:
+    """Ask the requester to confirm a new, charged take of their clip."""
+    task = await _task_for(interaction, task_id)
+    if task is None:
+        return
+    if interaction.user.id != task.user_id:
+        await _send_private(
+            interaction,
+            f"Only <@{task.user_id}> can make new takes of this clip, on their own credits. "
+            "Make your own with `/video generate`.",
+        )
+        return
+    request = variant_of(task, change)
+    cost = price(request.duration, request.sound)
+    await interaction.response.send_message(
+        f"Make {CHANGE_WORDS[change]} of `{task.id}` for **{cost}** credits?",
+        view=ConfirmTake(task, change),
+        ephemeral=True,
+        allowed_mentions=NO_MENTIONS,
+    )
+
+
+class ConfirmTake(discord.ui.View):
+    """The requester's yes or no to a charged new take."""
+
+    def __init__(self, task: Task, change: Change) -> None:
+        super().__init__(timeout=CONFIRM_SECONDS)
+        self.task = task
+        self.change = change
+
+    async def interaction_check(self, interaction: discord.Interaction[VideoBot]) -> bool:  # type: ignore[override]
+        """Only the requester answers (the message is private to them anyway)."""
+        return interaction.user.id == self.task.user_id
+
+    @discord.ui.button(label="Confirm", style=discord.ButtonStyle.primary, emoji="✅")
+    async def confirm(
+        self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[ConfirmTake]
+    ) -> None:
+        """Charge and start the new take; its card is posted in the channel."""
+        self.stop()
+        try:
+            await generation.start(
+                interaction.client, interaction, variant_of(self.task, self.change)
+            )
+        except UserFacingError as refusal:
+            await _send_private(interaction, refusal.message)
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    async def cancel(
+        self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[ConfirmTake]
+    ) -> None:
+        """Drop the offer; nothing is charged."""
+        self.stop()
+        await interaction.response.edit_message(
+            content="Cancelled; nothing was charged.", view=None, allowed_mentions=NO_MENTIONS
+        )
+
+
+class RerollButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=rf"video:reroll:{TASK_ID}",
+):
+    """🔄 A new take with the same settings."""
+
+    def __init__(self, task_id: str, cost: int | None = None) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Reroll" if cost is None else f"Reroll · {cost}",
+                emoji="🔄",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"video:reroll:{task_id}",
+            )
+        )
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> RerollButton:
+        """Rebuild the button from a click (after a restart too)."""
+        return cls(match["task_id"])
+
+    async def callback(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
+        """Offer the reroll with its cost."""
+        await offer(interaction, self.task_id, "reroll")
+
+
+class VariantButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=rf"video:vary:(?P<change>long|sound):{TASK_ID}",
+):
+    """A 10 s or with-sound version of the clip."""
+
+    def __init__(self, task_id: str, change: Literal["long", "sound"], cost: int | None = None):
+        label = "10 s" if change == "long" else "With sound"
+        super().__init__(
+            discord.ui.Button(
+                label=label if cost is None else f"{label} · {cost}",
+                emoji="⏱️" if change == "long" else "🔊",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"video:vary:{change}:{task_id}",
+            )
+        )
+        self.task_id = task_id
+        self.change: Literal["long", "sound"] = change
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> VariantButton:
+        """Rebuild the button from a click (after a restart too)."""
+        change: Literal["long", "sound"] = "long" if match["change"] == "long" else "sound"
+        return cls(match["task_id"], change)
+
+    async def callback(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
+        """Offer the variant with its cost."""
+        await offer(interaction, self.task_id, self.change)
+
+
+class DeleteButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=rf"video:delete:{TASK_ID}",
+):
+    """🗑️ Remove the post (the requester or an admin)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Delete",
+                emoji="🗑️",
+                style=discord.ButtonStyle.danger,
+                custom_id=f"video:delete:{task_id}",
+            )
+        )
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> DeleteButton:
+        """Rebuild the button from a click (after a restart too)."""
+        return cls(match["task_id"])
+
+    async def callback(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
+        """Delete the message carrying the clip, if the clicker may."""
+        task = await _task_for(interaction, self.task_id)
+        if task is None:
+            return
+        if interaction.user.id != task.user_id and not is_server_admin(interaction):
+            await _send_private(
+                interaction,
+                f"Only <@{task.user_id}>, who asked for this clip, or a server admin can "
+                "delete it.",
+            )
+            return
+        message = interaction.message
+        if message is None or message.flags.ephemeral:
+            await _send_private(interaction, "There is no post to delete here.")
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            await message.delete()
+        except discord.HTTPException as error:
+            log.info("Could not delete the post of task %s: %s", task.id, error)
+            await _send_private(interaction, "Discord would not let the bot delete that post.")
+            return
+        log.info("User %d deleted the post of task %s", interaction.user.id, task.id)
+        await _send_private(
+            interaction, f"Deleted the clip of `{task.id}`. `/video status` still shows it."
+        )
+
+
+DYNAMIC_ITEMS = (RerollButton, VariantButton, DeleteButton)
