@@ -14,6 +14,7 @@ from discord.ext import commands
 from core.cards import preset_label, quote, refill_text, status_line
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, member_role_ids
+from core.validation import check_amount
 from db import budgets, credits, reports
 from db import now as db_now
 from db import tasks as task_store
@@ -70,6 +71,7 @@ class VideoAdmin(
         assert interaction.guild_id is not None
         if amount == 0:
             raise UserFacingError("An amount of 0 changes nothing: give a positive or negative one")
+        check_amount(amount, lowest=-MAX_GRANT, highest=MAX_GRANT, what="The amount")
         if member.bot:
             raise UserFacingError("Bots cannot make videos, so they hold no credits.")
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -120,6 +122,7 @@ class VideoAdmin(
     ) -> None:
         """Set the credits every member gets per day, week or month."""
         assert interaction.guild_id is not None
+        check_amount(amount, lowest=0, highest=MAX_BUDGET, what="The allowance")
         await interaction.response.defer(ephemeral=True, thinking=True)
         await budgets.set_allowance(
             self.bot.db, interaction.guild_id, amount, period, actor_id=interaction.user.id
@@ -149,6 +152,7 @@ class VideoAdmin(
     ) -> None:
         """Give members with a role a different allowance (the highest that applies wins)."""
         assert interaction.guild_id is not None
+        check_amount(amount, lowest=0, highest=MAX_BUDGET, what="The role allowance")
         await interaction.response.defer(ephemeral=True, thinking=True)
         old = await budgets.set_role_allowance(
             self.bot.db, interaction.guild_id, role.id, amount, actor_id=interaction.user.id
@@ -185,6 +189,7 @@ class VideoAdmin(
     ) -> None:
         """Limit what the whole server may spend per day, week or month."""
         assert interaction.guild_id is not None
+        check_amount(amount, lowest=0, highest=MAX_BUDGET, what="The cap")
         await interaction.response.defer(ephemeral=True, thinking=True)
         await budgets.set_cap(
             self.bot.db,
@@ -217,6 +222,7 @@ class VideoAdmin(
     ) -> None:
         """Set how many clips one member may have rendering at once."""
         assert interaction.guild_id is not None
+        check_amount(max_concurrent, lowest=1, highest=20, what="max_concurrent")
         await interaction.response.defer(ephemeral=True, thinking=True)
         await budgets.set_max_concurrent(
             self.bot.db, interaction.guild_id, max_concurrent, actor_id=interaction.user.id

@@ -28,8 +28,13 @@ _COLOURS = {
 }
 
 
+# Direction overrides and isolates would let member text reorder the card around it.
+_BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+
+
 def quote(text: str, limit: int) -> str:
     """Show member text verbatim: markdown escaped, mentions inert, cut to `limit`."""
+    text = text.translate(_BIDI_CONTROLS)
     escaped = discord.utils.escape_mentions(discord.utils.escape_markdown(text))
     return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
 

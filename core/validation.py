@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import unicodedata
 from urllib.parse import urlsplit
 
@@ -15,14 +16,18 @@ MAX_URL_LENGTH = 2048
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 
 
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
 def clean_prompt(raw: str) -> str:
-    """Return the prompt trimmed, or refuse it when empty or too long."""
+    """Return the prompt trimmed, or refuse it when empty (or invisible) or too long."""
     prompt = "".join(
         # Control characters (other than line breaks) only break embeds and the provider's parser.
         " " if unicodedata.category(ch) == "Cc" and ch not in "\n" else ch
         for ch in raw
     ).strip()
-    if not prompt:
+    if not any(unicodedata.category(ch) not in INVISIBLE_CATEGORIES for ch in prompt):
+        # Empty, or only spaces, zero-width and direction marks: nothing to describe a scene.
         raise UserFacingError("Your prompt is empty: describe the scene you want, in words.")
     if len(prompt) > MAX_PROMPT_LENGTH:
         raise UserFacingError(
@@ -50,7 +55,30 @@ def check_image_url(raw: str) -> str:
         raise refusal
     if parts.username is not None or parts.password is not None:
         raise UserFacingError("`image_url` must not contain a user name or password.")
+    if _is_local(host):
+        raise UserFacingError(
+            "`image_url` must be a public web address, not a local or private network one."
+        )
     return url
+
+
+LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
+
+
+def _is_local(host: str) -> bool:
+    """Whether the host names this machine or a private network rather than the internet."""
+    name = host.lower().rstrip(".")
+    if (
+        name == "localhost"
+        or name.endswith(LOCAL_SUFFIXES)
+        or ("." not in name and ":" not in name)
+    ):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return not address.is_global
 
 
 def check_image_attachment(attachment: discord.Attachment) -> str:
@@ -69,3 +97,10 @@ def check_image_attachment(attachment: discord.Attachment) -> str:
             f"the limit is {MAX_IMAGE_BYTES // 1024 // 1024} MiB."
         )
     return attachment.url
+
+
+def check_amount(amount: int, *, lowest: int, highest: int, what: str) -> int:
+    """Refuse a number outside what the option allows (Discord checks too, a crafted call not)."""
+    if not lowest <= amount <= highest:
+        raise UserFacingError(f"{what} must be between {lowest:,} and {highest:,}.")
+    return amount
