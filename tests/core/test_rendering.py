@@ -337,3 +337,42 @@ async def test_a_restart_while_delivering_posts_exactly_once(
         done = await second.wait_for_task(task_id, "done")
     assert len(clip_posts(fake, fake.channel_id)) == 1
     assert done.delivery_message_id == int(str(clip_posts(fake, fake.channel_id)[0]["id"]))
+
+
+async def test_a_clip_url_that_keeps_failing_is_posted_as_a_link(harness: Harness) -> None:
+    harness.simulator.clip_status = 404
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done")
+    assert task.delivered_via == "link" and task.delivery_attempts == 3
+    [post] = clip_posts(harness.fake, harness.fake.channel_id)
+    assert "could not be fetched" in str(post["content"]) and task.result_urls[0] in str(
+        post["content"]
+    )
+
+
+async def test_a_deleted_channel_sends_the_clip_by_dm(harness: Harness) -> None:
+    fake = harness.fake
+    fake.missing_channels.add(fake.channel_id)
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done")
+    assert task.delivered_via == "dm" and len(fake.dm_messages(fake.user_id)) == 1
+
+
+@pytest.mark.parametrize("kind", ["not_json", "missing_fields", "wrong_types"])
+async def test_malformed_status_answers_are_retried_not_fatal(harness: Harness, kind: str) -> None:
+    harness.simulator.malformed_next("status", count=2, kind=kind)  # type: ignore[arg-type]
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done")
+    assert task.delivered_via == "attachment"
+    assert await harness.balance() == 195
+
+
+@pytest.mark.parametrize("status", [429, 500])
+async def test_discord_faults_on_the_clip_post_still_post_once(
+    harness: Harness, status: int
+) -> None:
+    fake = harness.fake
+    fake.fail_next("POST", rf"^/channels/{fake.channel_id}/messages$", status, retry_after=0.05)
+    task_id = await generate(harness)
+    await harness.wait_for_task(task_id, "done")
+    assert len(clip_posts(fake, fake.channel_id)) == 1
