@@ -11,7 +11,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core.cards import preset_label, quote, refill_text, status_line
+from core import texts
+from core.cards import quote, refill_text, status_line
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, member_role_ids
 from core.validation import check_amount
@@ -27,16 +28,13 @@ log = logging.getLogger(__name__)
 
 MAX_GRANT = 1_000_000
 MAX_BUDGET = 100_000_000
-PERIOD_WORDS = {"day": "per day", "week": "per week", "month": "per month", "none": "once"}
 
 
 def require_admin(interaction: discord.Interaction[VideoBot]) -> bool:
     """Re-check Manage Server: a server can loosen the command's default permission."""
     if interaction.permissions.manage_guild:
         return True
-    raise app_commands.CheckFailure(
-        "Only members with the Manage Server permission can use `/video-admin`."
-    )
+    raise app_commands.CheckFailure(texts.ADMINS_ONLY)
 
 
 @app_commands.guild_only()
@@ -70,10 +68,10 @@ class VideoAdmin(
         """Add credits to a member's balance, or take some away."""
         assert interaction.guild_id is not None
         if amount == 0:
-            raise UserFacingError("An amount of 0 changes nothing: give a positive or negative one")
-        check_amount(amount, lowest=-MAX_GRANT, highest=MAX_GRANT, what="The amount")
+            raise UserFacingError(texts.GRANT_ZERO)
+        check_amount(amount, lowest=-MAX_GRANT, highest=MAX_GRANT, what=texts.AMOUNT_GRANT)
         if member.bot:
-            raise UserFacingError("Bots cannot make videos, so they hold no credits.")
+            raise UserFacingError(texts.BOTS_HOLD_NO_CREDITS)
         await interaction.response.defer(ephemeral=True, thinking=True)
         note = reason.strip() if reason else None
         try:
@@ -89,8 +87,7 @@ class VideoAdmin(
             )
         except NotEnoughCredits as refusal:
             raise UserFacingError(
-                f"{member.mention} has **{refusal.balance}** credits; you can take at most "
-                f"{refusal.balance}. Nothing was changed."
+                texts.cannot_take(member=member.mention, balance=refusal.balance)
             ) from None
         log.info(
             "Admin %d changed the credits of %d in server %d by %d",
@@ -99,14 +96,9 @@ class VideoAdmin(
             interaction.guild_id,
             amount,
         )
-        verb = "Gave" if amount > 0 else "Took"
-        preposition = "to" if amount > 0 else "from"
-        text = (
-            f"{verb} **{abs(amount)}** credits {preposition} {member.mention}. "
-            f"New balance: **{balance}**."
-        )
+        text = texts.granted(amount=amount, member=member.mention, balance=balance)
         if note:
-            text += f"\nReason: {quote(note, 200)}"
+            text += texts.grant_reason(reason=quote(note, 200))
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command()
@@ -122,20 +114,17 @@ class VideoAdmin(
     ) -> None:
         """Set the credits every member gets per day, week or month."""
         assert interaction.guild_id is not None
-        check_amount(amount, lowest=0, highest=MAX_BUDGET, what="The allowance")
+        check_amount(amount, lowest=0, highest=MAX_BUDGET, what=texts.AMOUNT_ALLOWANCE)
         await interaction.response.defer(ephemeral=True, thinking=True)
         await budgets.set_allowance(
             self.bot.db, interaction.guild_id, amount, period, actor_id=interaction.user.id
         )
         rule = budgets.Allowance(amount, period)
         if period == "none":
-            text = f"New members now start with **{amount}** credits; there is no refill."
+            text = texts.allowance_once(amount=amount)
         else:
-            text = (
-                f"Every member now gets **{amount}** credits per {period}: from now on, in "
-                f"each {period} (UTC) a lower balance is raised back to {amount} when the "
-                "member next uses the bot, this one included; granted credits above it stay. "
-                f"{refill_text(rule, db_now())}"
+            text = texts.allowance_set(
+                amount=amount, period=period, refill=refill_text(rule, db_now())
             )
         await self._reply(interaction, text)
 
@@ -152,27 +141,21 @@ class VideoAdmin(
     ) -> None:
         """Give members with a role a different allowance (the highest that applies wins)."""
         assert interaction.guild_id is not None
-        check_amount(amount, lowest=0, highest=MAX_BUDGET, what="The role allowance")
+        check_amount(amount, lowest=0, highest=MAX_BUDGET, what=texts.AMOUNT_ROLE_ALLOWANCE)
         await interaction.response.defer(ephemeral=True, thinking=True)
         old = await budgets.set_role_allowance(
             self.bot.db, interaction.guild_id, role.id, amount, actor_id=interaction.user.id
         )
         if amount == 0:
             text = (
-                f"{role.mention} no longer has its own allowance."
+                texts.role_allowance_removed(role=role.mention)
                 if old is not None
-                else f"{role.mention} had no allowance of its own; nothing changed."
+                else texts.role_allowance_absent(role=role.mention)
             )
         else:
             rules = await budgets.budget(self.bot.db, interaction.guild_id)
-            rhythm = (
-                "as starting credits (the server has no refill period)"
-                if rules.allowance_period == "none"
-                else f"per {rules.allowance_period}"
-            )
-            text = (
-                f"Members with {role.mention} now get **{amount}** credits {rhythm}, "
-                "or the server allowance if that is higher."
+            text = texts.role_allowance_set(
+                role=role.mention, amount=amount, period=rules.allowance_period
             )
         await self._reply(interaction, text)
 
@@ -189,7 +172,7 @@ class VideoAdmin(
     ) -> None:
         """Limit what the whole server may spend per day, week or month."""
         assert interaction.guild_id is not None
-        check_amount(amount, lowest=0, highest=MAX_BUDGET, what="The cap")
+        check_amount(amount, lowest=0, highest=MAX_BUDGET, what=texts.AMOUNT_CAP)
         await interaction.response.defer(ephemeral=True, thinking=True)
         await budgets.set_cap(
             self.bot.db,
@@ -199,7 +182,7 @@ class VideoAdmin(
             actor_id=interaction.user.id,
         )
         if amount == 0:
-            await self._reply(interaction, "The server no longer has a spending cap.")
+            await self._reply(interaction, texts.CAP_REMOVED)
             return
         moment = db_now()
         start = budgets.period_start(period, moment)
@@ -207,8 +190,7 @@ class VideoAdmin(
         spent = await self._spent_since(interaction.guild_id, start)
         await self._reply(
             interaction,
-            f"The server may now spend **{amount}** credits per {period}. "
-            f"Spent this {period} so far: {spent}; left: {max(0, amount - spent)}.",
+            texts.cap_set(amount=amount, period=period, spent=spent, left=max(0, amount - spent)),
         )
 
     @app_commands.command()
@@ -222,16 +204,12 @@ class VideoAdmin(
     ) -> None:
         """Set how many clips one member may have rendering at once."""
         assert interaction.guild_id is not None
-        check_amount(max_concurrent, lowest=1, highest=20, what="max_concurrent")
+        check_amount(max_concurrent, lowest=1, highest=20, what=texts.AMOUNT_MAX_CONCURRENT)
         await interaction.response.defer(ephemeral=True, thinking=True)
         await budgets.set_max_concurrent(
             self.bot.db, interaction.guild_id, max_concurrent, actor_id=interaction.user.id
         )
-        await self._reply(
-            interaction,
-            f"Each member may now have **{max_concurrent}** "
-            f"{'clip' if max_concurrent == 1 else 'clips'} in the making at once.",
-        )
+        await self._reply(interaction, texts.limits_set(count=max_concurrent))
 
     @app_commands.command()
     @app_commands.describe(period="The calendar period (UTC) to report on; default: this month")
@@ -250,33 +228,44 @@ class VideoAdmin(
         report = await reports.usage(db, interaction.guild_id, start)
         rules = await budgets.budget(db, interaction.guild_id)
         embed = discord.Embed(
-            title=f"Video usage this {period}",
-            description=(
-                f"Since {budgets.describe_day(start)} 00:00 UTC: **{report.spent}** credits spent "
-                f"({report.charged} charged, {report.refunded} refunded)."
+            title=texts.usage_title(period=period),
+            description=texts.usage_summary(
+                since=texts.calendar_day(start),
+                spent=report.spent,
+                charged=report.charged,
+                refunded=report.refunded,
             ),
             colour=discord.Colour.blurple(),
         )
-        embed.add_field(name="Tasks", value=_outcomes_text(report), inline=False)
-        top = "\n".join(f"<@{user}>: {spent}" for user, spent in report.top_members)
-        embed.add_field(name="Top members", value=top or "Nobody yet.", inline=False)
-        embed.add_field(name="Cap", value=await self._cap_text(interaction.guild_id, rules))
-        allowance = (
-            f"{rules.allowance} {PERIOD_WORDS[rules.allowance_period]}"
-            if rules.allowance is not None
-            else f"{self.bot.settings.default_credits} once (default)"
+        embed.add_field(name=texts.USAGE_TASKS, value=_outcomes_text(report), inline=False)
+        top = "\n".join(
+            texts.top_member(user_id=user, spent=spent) for user, spent in report.top_members
         )
-        embed.add_field(name="Allowance", value=allowance)
-        embed.add_field(name="Per member at once", value=str(rules.max_concurrent))
+        embed.add_field(name=texts.USAGE_TOP_MEMBERS, value=top or texts.NOBODY_YET, inline=False)
+        embed.add_field(
+            name=texts.USAGE_CAP, value=await self._cap_text(interaction.guild_id, rules)
+        )
+        allowance = (
+            texts.allowance_rule(amount=rules.allowance, period=rules.allowance_period)
+            if rules.allowance is not None
+            else texts.default_allowance(amount=self.bot.settings.default_credits)
+        )
+        embed.add_field(name=texts.USAGE_ALLOWANCE, value=allowance)
+        embed.add_field(name=texts.USAGE_MAX_CONCURRENT, value=str(rules.max_concurrent))
         changes = await budgets.recent_changes(db, interaction.guild_id, limit=5)
         embed.add_field(
-            name="Recent settings changes",
+            name=texts.USAGE_CHANGES,
             value="\n".join(
-                f"<t:{_unix(change.created_at)}:d> <@{change.actor_id}> {change.setting}: "
-                f"{change.old_value or 'unset'} → {change.new_value or 'unset'}"
+                texts.settings_change(
+                    stamp=_unix(change.created_at),
+                    actor_id=change.actor_id,
+                    setting=change.setting,
+                    old=change.old_value,
+                    new=change.new_value,
+                )
                 for change in changes
             )
-            or "None.",
+            or texts.NONE,
             inline=False,
         )
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -295,7 +284,7 @@ class VideoAdmin(
         rows = data.count(b"\n") - 1
         name = f"ledger-{interaction.guild_id}" + (f"-{member.id}" if member else "") + ".csv"
         await interaction.followup.send(
-            f"{rows} ledger rows" + (f" for {member.mention}" if member else "") + ".",
+            texts.ledger_rows(rows=rows, member=member.mention if member else None),
             file=discord.File(io.BytesIO(data), filename=name),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
@@ -309,7 +298,7 @@ class VideoAdmin(
         """Show any member's credits and recent tasks."""
         assert interaction.guild_id is not None
         if member.bot:
-            raise UserFacingError("Bots cannot make videos, so they hold no credits.")
+            raise UserFacingError(texts.BOTS_HOLD_NO_CREDITS)
         await interaction.response.defer(ephemeral=True, thinking=True)
         db, default = self.bot.db, self.bot.settings.default_credits
         roles = member_role_ids(member)
@@ -317,15 +306,15 @@ class VideoAdmin(
         allowance = await budgets.member_allowance(db, interaction.guild_id, roles, default)
         recent = await task_store.for_member(db, interaction.guild_id, member.id, limit=5)
         embed = discord.Embed(
-            title=f"Credits of {member.display_name}"[:256],
-            description=(
-                f"{member.mention} has **{left}** credits. {refill_text(allowance, db_now())}"
+            title=texts.member_credits_title(name=member.display_name)[:256],
+            description=texts.member_credits(
+                member=member.mention, credits=left, refill=refill_text(allowance, db_now())
             ),
             colour=discord.Colour.blurple(),
         )
         embed.add_field(
-            name="Recent tasks",
-            value="\n".join(status_line(task) for task in recent) or "None yet.",
+            name=texts.MEMBER_RECENT_TASKS,
+            value="\n".join(status_line(task) for task in recent) or texts.NONE_YET,
             inline=False,
         )
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -340,11 +329,13 @@ class VideoAdmin(
 
     async def _cap_text(self, guild_id: int, rules: budgets.GuildBudget) -> str:
         if rules.cap is None:
-            return "None."
+            return texts.NONE
         start = budgets.period_start(rules.cap_period, db_now())
         assert start is not None
         spent = await self._spent_since(guild_id, start)
-        return f"{rules.cap} per {rules.cap_period}; {max(0, rules.cap - spent)} left"
+        return texts.cap_rule(
+            cap=rules.cap, period=rules.cap_period, left=max(0, rules.cap - spent)
+        )
 
 
 def _unix(stamp: str) -> int:
@@ -353,10 +344,14 @@ def _unix(stamp: str) -> int:
 
 def _outcomes_text(report: reports.Usage) -> str:
     if not report.tasks_by_outcome:
-        return "None."
+        return texts.NONE
     lines = []
     for (duration, sound, state), count in sorted(report.tasks_by_outcome.items()):
-        lines.append(f"{preset_label(duration, sound)} · {state}: {count}")
+        lines.append(
+            texts.outcome_line(
+                preset=texts.preset_name(duration=duration, sound=sound), state=state, count=count
+            )
+        )
     return "\n".join(lines)[:1024]
 
 

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import generation
+from core import generation, texts
 from core.bot import send_private
 from core.cards import prices_text, quote, refill_text, status_line, task_card
 from core.errors import UserFacingError
@@ -62,10 +62,7 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             None,
         )
         if image is None:
-            raise UserFacingError(
-                "That message has no image attached. Pick a message with a picture, or use "
-                "`/video generate` with `image` or `image_url`."
-            )
+            raise UserFacingError(texts.NO_IMAGE_IN_MESSAGE)
         url = check_image_attachment(image)
         await interaction.response.send_modal(AnimateModal(self.bot, url))
 
@@ -84,11 +81,7 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             setting == "on",
             self.bot.settings.default_credits,
         )
-        text = (
-            "You will get a DM each time a clip of yours is posted in this server."
-            if setting == "on"
-            else "No more DMs when your clips are posted in this server."
-        )
+        text = texts.NOTIFY_ON if setting == "on" else texts.NOTIFY_OFF
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command()
@@ -162,10 +155,7 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             or (task.user_id != interaction.user.id and not is_server_admin(interaction))
         ):
             # The same answer for unknown and foreign ids: it does not reveal whose it is.
-            raise UserFacingError(
-                f"You have no task `{quote(task_id, 64)}` in this server. "
-                "Pick one from the list as you type, or see `/video history`."
-            )
+            raise UserFacingError(texts.no_such_task(task_id=quote(task_id, 64)))
         return task
 
     @status.autocomplete("task_id")
@@ -181,7 +171,8 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         )
         return [
             app_commands.Choice(
-                name=f"{task.id} · {task.state.value} · {task.prompt}"[:100], value=task.id
+                name=texts.task_choice(task_id=task.id, state=task.state.value, prompt=task.prompt),
+                value=task.id,
             )
             for task in found
         ]
@@ -200,12 +191,14 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             self.bot.db, interaction.guild_id, roles, default
         )
         embed = discord.Embed(
-            title="Your credits",
-            description=f"You have **{left}** credits in this server.",
+            title=texts.BALANCE_TITLE,
+            description=texts.balance(credits=left),
             colour=discord.Colour.blurple(),
         )
-        embed.add_field(name="Prices", value=prices_text(), inline=False)
-        embed.add_field(name="Refill", value=refill_text(allowance, db_now()), inline=False)
+        embed.add_field(name=texts.BALANCE_PRICES, value=prices_text(), inline=False)
+        embed.add_field(
+            name=texts.BALANCE_REFILL, value=refill_text(allowance, db_now()), inline=False
+        )
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command()
@@ -220,20 +213,20 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         )
 
 
-class AnimateModal(discord.ui.Modal, title="Animate image"):
+class AnimateModal(discord.ui.Modal, title=texts.ANIMATE_TITLE):
     """What to make of the picture: the prompt, the length and whether to add sound."""
 
     prompt: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label="What should happen in the clip?",
+        label=texts.ANIMATE_PROMPT,
         style=discord.TextStyle.paragraph,
         max_length=MAX_PROMPT_LENGTH,
-        placeholder="The cat slowly turns its head and blinks",
+        placeholder=texts.ANIMATE_PROMPT_EXAMPLE,
     )
     duration: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label="Length in seconds: 5 or 10", default="5", max_length=2
+        label=texts.ANIMATE_LENGTH, default="5", max_length=2
     )
     sound: discord.ui.TextInput[AnimateModal] = discord.ui.TextInput(
-        label="Sound: yes or no", default="no", max_length=3
+        label=texts.ANIMATE_SOUND, default=texts.ANIMATE_SOUND_DEFAULT, max_length=3
     )
 
     def __init__(self, bot: VideoBot, image_url: str) -> None:
@@ -245,13 +238,11 @@ class AnimateModal(discord.ui.Modal, title="Animate image"):
         """Check the answers and start the clip, or say what to fix."""
         try:
             duration = {"5": 5, "10": 10}.get(self.duration.value.strip().lower().rstrip("s"))
-            sound = {"yes": True, "y": True, "no": False, "n": False}.get(
-                self.sound.value.strip().lower()
-            )
+            sound = texts.ANIMATE_SOUND_ANSWERS.get(self.sound.value.strip().lower())
             if duration is None:
-                raise UserFacingError("The length must be 5 or 10 (seconds). Nothing was charged.")
+                raise UserFacingError(texts.ANIMATE_LENGTH_INVALID)
             if sound is None:
-                raise UserFacingError("Sound must be yes or no. Nothing was charged.")
+                raise UserFacingError(texts.ANIMATE_SOUND_INVALID)
             request = GenerationRequest(
                 prompt=clean_prompt(self.prompt.value),
                 aspect_ratio="16:9",  # the provider follows the image's shape
@@ -288,13 +279,13 @@ class HistoryView(discord.ui.View):
             limit=HISTORY_PAGE_SIZE,
             offset=self.page * HISTORY_PAGE_SIZE,
         )
-        embed = discord.Embed(title="Your recent tasks", colour=discord.Colour.blurple())
+        embed = discord.Embed(title=texts.HISTORY_TITLE, colour=discord.Colour.blurple())
         embed.description = (
-            "\n".join(status_line(task) for task in found)
-            if found
-            else "No tasks yet. Start one with `/video generate`."
+            "\n".join(status_line(task) for task in found) if found else texts.HISTORY_EMPTY
         )
-        embed.set_footer(text=f"Page {self.page + 1} of {self.pages} · {total} tasks")
+        embed.set_footer(
+            text=texts.history_footer(page=self.page + 1, pages=self.pages, total=total)
+        )
         self.previous.disabled = self.page == 0
         self.next.disabled = self.page >= self.pages - 1
         return embed
@@ -303,7 +294,7 @@ class HistoryView(discord.ui.View):
         """Let only the member whose history it is turn the pages."""
         return interaction.user.id == self.user_id
 
-    @discord.ui.button(label="Newer", emoji="◀️", style=discord.ButtonStyle.secondary)
+    @discord.ui.button(label=texts.HISTORY_NEWER, emoji="◀️", style=discord.ButtonStyle.secondary)
     async def previous(
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[HistoryView]
     ) -> None:
@@ -313,7 +304,7 @@ class HistoryView(discord.ui.View):
             embed=await self.render(), view=self, allowed_mentions=NO_MENTIONS
         )
 
-    @discord.ui.button(label="Older", emoji="▶️", style=discord.ButtonStyle.secondary)
+    @discord.ui.button(label=texts.HISTORY_OLDER, emoji="▶️", style=discord.ButtonStyle.secondary)
     async def next(
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[HistoryView]
     ) -> None:

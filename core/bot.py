@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from core import texts
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS
 from core.rendering import Renderer
@@ -45,11 +46,11 @@ class VideoTree(app_commands.CommandTree["VideoBot"]):
         if isinstance(error, UserFacingError):
             message = error.message
         elif isinstance(error, app_commands.CheckFailure):
-            message = str(error) or "You cannot use this command here."
+            message = str(error) or texts.NOT_HERE
         else:
             command = interaction.command.qualified_name if interaction.command else "?"
             log.exception("Command /%s failed", command, exc_info=error)
-            message = "Something went wrong on our side. Try again shortly."
+            message = texts.OUR_FAULT
         await send_private(interaction, message)
 
 

@@ -6,20 +6,11 @@ from datetime import datetime
 
 import discord
 
-from db.budgets import Allowance, describe_day
+from core import texts
+from db.budgets import Allowance
 from db.tasks import Task, TaskState
 from provider.models import PRICES
 
-_TITLES = {
-    TaskState.SUBMITTING: "⏳ Submitting…",
-    TaskState.RENDERING: "🎬 Rendering…",
-    TaskState.DELIVERING: "📤 Posting the clip…",
-    TaskState.DONE: "✅ Done",
-    TaskState.FAILED: "❌ Failed — credits refunded",
-    TaskState.REJECTED: "❌ Not started — credits refunded",
-    TaskState.UNCERTAIN: "⚠️ No answer from the provider — credits refunded",
-    TaskState.TIMED_OUT: "⌛ Timed out — credits refunded",
-}
 _COLOURS = {
     TaskState.SUBMITTING: discord.Colour.light_grey(),
     TaskState.RENDERING: discord.Colour.blurple(),
@@ -39,26 +30,12 @@ def quote(text: str, limit: int) -> str:
     return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
 
 
-def preset_label(duration: int, sound: bool) -> str:
-    """Name a preset the way members read it: `5 s, silent`."""
-    return f"{duration} s, {'with sound' if sound else 'silent'}"
-
-
-def duration_text(seconds: float) -> str:
-    """Say a length of time the way people do: `45 s`, `2 min 5 s`."""
-    whole = max(0, round(seconds))
-    minutes, rest = divmod(whole, 60)
-    if not minutes:
-        return f"{rest} s"
-    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-
-
 def progress_text(elapsed: float, typical: float | None) -> str:
     """Describe a render in progress: how long so far and, when known, how long it usually takes."""
-    text = f"Rendering for {duration_text(elapsed)}"
-    if typical is not None:
-        text += f" · usually about {duration_text(typical)}"
-    return text
+    return texts.progress(
+        elapsed=texts.time_span(seconds=elapsed),
+        typical=None if typical is None else texts.time_span(seconds=typical),
+    )
 
 
 def task_card(
@@ -66,56 +43,64 @@ def task_card(
 ) -> discord.Embed:
     """Return the embed that follows a task from submission to its end."""
     embed = discord.Embed(
-        title=_TITLES[task.state],
+        title=texts.STATE_TITLES[task.state],
         description=quote(task.prompt, 1500),
         colour=_COLOURS.get(task.state, discord.Colour.red()),
         timestamp=datetime.fromisoformat(task.created_at),
     )
-    settings = f"{task.aspect_ratio} · {preset_label(task.duration, task.sound)}"
-    if task.image_urls:
-        settings += f" · from {len(task.image_urls)} image{'s' if len(task.image_urls) > 1 else ''}"
-    embed.add_field(name="Settings", value=settings, inline=True)
-    embed.add_field(name="Cost", value=f"{task.cost} credits", inline=True)
+    settings = texts.card_settings(
+        aspect_ratio=task.aspect_ratio,
+        preset=texts.preset_name(duration=task.duration, sound=task.sound),
+        images=len(task.image_urls),
+    )
+    embed.add_field(name=texts.CARD_SETTINGS, value=settings, inline=True)
+    embed.add_field(name=texts.CARD_COST, value=texts.credit_count(amount=task.cost), inline=True)
     if balance_left is not None:
-        embed.add_field(name="Balance left", value=f"{balance_left} credits", inline=True)
-    embed.add_field(name="Task id", value=f"`{task.id}`", inline=True)
-    embed.add_field(name="Requested by", value=f"<@{task.user_id}>", inline=True)
+        embed.add_field(
+            name=texts.CARD_BALANCE_LEFT,
+            value=texts.credit_count(amount=balance_left),
+            inline=True,
+        )
+    embed.add_field(name=texts.CARD_TASK_ID, value=f"`{task.id}`", inline=True)
+    embed.add_field(name=texts.CARD_REQUESTED_BY, value=f"<@{task.user_id}>", inline=True)
     if progress is not None and task.state is TaskState.RENDERING:
-        embed.add_field(name="Progress", value=progress, inline=False)
+        embed.add_field(name=texts.CARD_PROGRESS, value=progress, inline=False)
     if task.state.refunded and task.error:
-        embed.add_field(name="Reason", value=quote(task.error, 1000), inline=False)
+        embed.add_field(name=texts.CARD_REASON, value=quote(task.error, 1000), inline=False)
     if task.state is TaskState.DONE:
-        embed.add_field(name="Clip", value=delivery_summary(task), inline=False)
-    embed.set_footer(text="Seedance 1.5 Pro · /video status " + task.id)
+        embed.add_field(name=texts.CARD_CLIP, value=delivery_summary(task), inline=False)
+    embed.set_footer(text=texts.card_footer(task_id=task.id))
     return embed
 
 
 def delivery_summary(task: Task) -> str:
     """Say where the finished clip can be found."""
-    links = " ".join(f"[link {n}]({url})" for n, url in enumerate(task.result_urls, start=1))
+    links = " ".join(
+        texts.clip_link(number=n, url=url) for n, url in enumerate(task.result_urls, start=1)
+    )
     if task.delivered_via in ("attachment", "link") and task.delivery_message_id:
         jump = (
             f"https://discord.com/channels/{task.guild_id}/"
             f"{task.delivery_channel_id}/{task.delivery_message_id}"
         )
-        return f"[Posted here]({jump}) · {links}" if links else f"[Posted here]({jump})"
+        return texts.clip_posted(jump=jump, links=links)
     if task.delivered_via == "dm":
-        return f"Sent by direct message · {links}"
-    return links or "No clip URL was returned."
+        return texts.clip_sent_by_dm(links=links)
+    return links or texts.NO_CLIP_URL
 
 
 def refill_text(allowance: Allowance, moment: datetime) -> str:
     """Say when and to what the member's credits refill, or that they do not."""
     refill = allowance.next_refill(moment)
     if refill is None:
-        return "This server has no automatic refill: ask a server admin for more credits."
-    return f"Refills to **{allowance.amount}** on {describe_day(refill)} (00:00 UTC)."
+        return texts.NO_REFILL
+    return texts.refills(amount=allowance.amount, day=texts.calendar_day(refill))
 
 
 def prices_text() -> str:
     """List what each preset costs."""
     return "\n".join(
-        f"{preset_label(duration, sound)}: **{credits}** credits"
+        texts.price_line(preset=texts.preset_name(duration=duration, sound=sound), credits=credits)
         for (duration, sound), credits in sorted(PRICES.items(), key=lambda item: item[1])
     )
 
@@ -123,14 +108,15 @@ def prices_text() -> str:
 def status_line(task: Task) -> str:
     """Describe a task in one line of a list: state, preset, cost, age, and its result."""
     stamp = int(datetime.fromisoformat(task.created_at).timestamp())
-    line = (
-        f"`{task.id}` · {_TITLES[task.state]} · {preset_label(task.duration, task.sound)} · "
-        f"{task.cost} credits · <t:{stamp}:R>"
+    return texts.status_line(
+        task_id=task.id,
+        title=texts.STATE_TITLES[task.state],
+        preset=texts.preset_name(duration=task.duration, sound=task.sound),
+        cost=task.cost,
+        stamp=stamp,
+        link=_result_link(task),
+        prompt=quote(task.prompt.replace(chr(10), " "), 80),
     )
-    link = _result_link(task)
-    if link:
-        line += f" · [clip]({link})"
-    return f"{line}\n> {quote(task.prompt.replace(chr(10), ' '), 80)}"
 
 
 def _result_link(task: Task) -> str | None:

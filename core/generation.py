@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from core import texts
 from core.cards import refill_text, task_card
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, member_role_ids
@@ -67,9 +68,9 @@ async def start(
             bot.settings.default_credits,
         )
         raise UserFacingError(
-            f"This clip costs **{cost}** credits and you have **{refusal.balance}**. "
-            "Pick a shorter or silent preset, or ask a server admin for more credits. "
-            + refill_text(allowance, db_now())
+            texts.not_enough_credits(
+                cost=cost, balance=refusal.balance, refill=refill_text(allowance, db_now())
+            )
         ) from None
     except budgets.BudgetRefusal as refusal:
         raise UserFacingError(budget_refusal(bot, refusal)) from None
@@ -87,16 +88,13 @@ async def start(
             bot.db,
             task.id,
             state,
-            "Something went wrong while starting this clip.",
+            texts.START_BROKE,
             allowed_from=(TaskState.SUBMITTING,),
         )
         if balance is None:
             raise  # the task had already left `submitting`; it goes on without us
         log.exception("Starting task %s failed; its credits were refunded", task.id)
-        raise UserFacingError(
-            f"Something went wrong while starting your clip. Your {task.cost} credits "
-            f"are back (balance: {balance}); try again."
-        ) from None
+        raise UserFacingError(texts.start_failed(cost=task.cost, balance=balance)) from None
     finally:
         bot.renderer.submitting.discard(task.id)
     return task
@@ -105,30 +103,20 @@ async def start(
 def refusal_for(error: provider_errors.ProviderError) -> tuple[TaskState, str]:
     """Turn a failed submission into the refunding state and what to tell the member."""
     if isinstance(error, provider_errors.ProviderOutOfCredits):
-        return TaskState.REJECTED, (
-            "The video service is out of credits right now, so nothing was started. "
-            "The bot's operator has been told; try again later."
-        )
+        return TaskState.REJECTED, texts.PROVIDER_OUT_OF_CREDITS
     if isinstance(error, provider_errors.ProviderAuthError):
         log.error("The provider refused SEEDANCE_API_KEY (HTTP 401): fix the key in .env")
-        return TaskState.REJECTED, (
-            "The bot is not set up correctly (its video service key was refused). "
-            "A server admin should tell the bot's operator."
-        )
+        return TaskState.REJECTED, texts.PROVIDER_KEY_REFUSED
     if isinstance(error, provider_errors.ProviderRejected):
-        return TaskState.REJECTED, f"The video service refused this request: {error.message}"
+        return TaskState.REJECTED, texts.provider_refused(message=error.message)
     if _may_have_reached_the_provider(error):
         log.warning(
             "A submission's answer was lost (%s): the provider may have started, and charged "
             "for, a task we will never see",
             error,
         )
-        return TaskState.UNCERTAIN, (
-            "The video service did not answer in time. Your credits are back; try again."
-        )
-    return TaskState.REJECTED, (
-        "The video service is unavailable at the moment. Your credits are back; try again shortly."
-    )
+        return TaskState.UNCERTAIN, texts.PROVIDER_NO_ANSWER
+    return TaskState.REJECTED, texts.PROVIDER_UNAVAILABLE
 
 
 def _may_have_reached_the_provider(error: provider_errors.ProviderError) -> bool:
@@ -141,17 +129,12 @@ def _may_have_reached_the_provider(error: provider_errors.ProviderError) -> bool
 def budget_refusal(bot: VideoBot, refusal: budgets.BudgetRefusal) -> str:
     """Say why a budget rule refused a generation and what the member can do."""
     if isinstance(refusal, budgets.TooManyActive):
-        return (
-            f"You already have {refusal.limit} {'clip' if refusal.limit == 1 else 'clips'} "
-            "being made, the most this server allows at once. Wait for one to be posted, "
-            "then try again."
-        )
+        return texts.too_many_active(limit=refusal.limit)
     if isinstance(refusal, budgets.ServerCapReached):
-        return (
-            f"This server has used its budget of {refusal.cap} credits for this "
-            f"{refusal.period}. Generation opens again on "
-            f"{budgets.describe_day(refusal.resets_at)} (00:00 UTC), or a server admin "
-            "can raise the cap (`/video-admin cap`). Nothing was charged."
+        return texts.server_cap_reached(
+            cap=refusal.cap,
+            period=refusal.period,
+            reopens=texts.calendar_day(refusal.resets_at),
         )
     assert isinstance(refusal, budgets.OperatorCeilingReached)
     day = refusal.resets_at.date()
@@ -161,10 +144,7 @@ def budget_refusal(bot: VideoBot, refusal: budgets.BudgetRefusal) -> str:
             "MAX_CREDITS_PER_DAY (%d) reached: every server is refused until 00:00 UTC",
             refusal.ceiling,
         )
-    return (
-        "The bot has reached its spending limit for today across all servers. "
-        "Try again after 00:00 UTC. Nothing was charged."
-    )
+    return texts.OPERATOR_CEILING_REACHED
 
 
 async def _show_card(
@@ -199,7 +179,11 @@ async def _submit(
             bot.db, task.id, state, message, allowed_from=(TaskState.SUBMITTING,)
         )
         await _edit_card(bot, interaction, task.id, balance)
-        await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        try:
+            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException:
+            # The refund stands; the card already says so and /video status shows why.
+            log.info("Could not tell the member why task %s did not start", task.id)
         return
     first_poll = bot.renderer.clock() + bot.settings.poll_interval_seconds
     if not await task_store.mark_rendering(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from core import texts
 from core.cards import progress_text, quote, task_card
 from core.members import requester_only
 from core.results import result_view
@@ -191,7 +192,7 @@ class Renderer:
             await self._refund(
                 task,
                 TaskState.UNCERTAIN,
-                "The video service never confirmed this task (the bot was interrupted).",
+                texts.NEVER_CONFIRMED,
                 allowed_from=(TaskState.SUBMITTING,),
             )
 
@@ -204,13 +205,13 @@ class Renderer:
             log.warning("Polling task %s failed (%s); trying again later", task.id, error)
             status = None
         if status is not None and status.is_failed:
-            reason = status.error_message or "The video service could not make this clip."
+            reason = status.error_message or texts.RENDER_FAILED
             await self._refund(task, TaskState.FAILED, reason, allowed_from=(TaskState.RENDERING,))
         elif status is not None and status.is_success and not status.response_urls:
             await self._refund(
                 task,
                 TaskState.FAILED,
-                "The video service reported success but sent no clip.",
+                texts.SUCCESS_WITHOUT_CLIP,
                 allowed_from=(TaskState.RENDERING,),
             )
         elif status is not None and status.is_success:
@@ -226,7 +227,7 @@ class Renderer:
             await self._refund(
                 task,
                 TaskState.TIMED_OUT,
-                f"The video service was still rendering after {minutes:g} minutes.",
+                texts.still_rendering(minutes=minutes),
                 allowed_from=(TaskState.RENDERING,),
             )
         else:
@@ -288,14 +289,14 @@ class Renderer:
                     task.result_urls[0], clip, max_bytes=task.upload_limit
                 )
             except ClipTooLarge:
-                clip, note = None, "It is too large to upload here, so here is the link:"
+                clip, note = None, texts.TOO_LARGE_TO_UPLOAD
             except ProviderError as error:
                 if attempt < DOWNLOAD_ATTEMPTS:
                     log.warning("Downloading the clip of task %s failed: %s", task.id, error)
                     await self._retry_later(task, attempt)
                     return
                 log.warning("Giving up downloading the clip of task %s: %s", task.id, error)
-                clip, note = None, "It could not be fetched for upload; here is the link:"
+                clip, note = None, texts.NOT_FETCHED
             try:
                 message_id, channel_id, via = await self._post(task, clip, note)
             except discord.HTTPException as error:
@@ -325,7 +326,7 @@ class Renderer:
         try:
             user = await self.bot.fetch_user(task.user_id)
             await user.send(
-                f"Your clip `{task.id}` is ready: {jump}",
+                texts.clip_ready_dm(task_id=task.id, jump=jump),
                 allowed_mentions=discord.AllowedMentions.none(),
             )
         except discord.HTTPException as error:
@@ -340,7 +341,7 @@ class Renderer:
         if me is None:
             return None
         channel = self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)
-        marker = f"task `{task.id}`"
+        marker = texts.clip_marker(task_id=task.id)
         try:
             async for message in channel.history(limit=50):
                 if message.author.id == me.id and marker in message.content:
@@ -348,14 +349,6 @@ class Renderer:
         except discord.HTTPException as error:
             log.info("Could not read back the channel of task %s: %s", task.id, error)
         return None
-
-    def _clip_text(self, task: Task, note: str) -> str:
-        text = f"<@{task.user_id}> your clip is ready · task `{task.id}`"
-        if note:
-            text += f"\n{note}\n" + "\n".join(task.result_urls)
-        elif len(task.result_urls) > 1:
-            text += "\nMore takes: " + " ".join(task.result_urls[1:])
-        return text
 
     async def _post(
         self, task: Task, clip: Path | None, note: str
@@ -373,7 +366,7 @@ class Renderer:
         except discord.HTTPException as error:
             if error.status == 413 or error.code == TOO_LARGE_CODE:
                 # The server's upload limit shrank since the command (a boost ended).
-                note = "It is too large to upload here, so here is the link:"
+                note = texts.TOO_LARGE_TO_UPLOAD
                 message = await self._send(channel, task, None, note, mentions, nonce + "l")
                 return message.id, task.channel_id, "link"
             if not isinstance(error, discord.Forbidden | discord.NotFound):
@@ -383,7 +376,7 @@ class Renderer:
             user = await self.bot.fetch_user(task.user_id)
             dm = await user.create_dm()
             if clip is not None and clip.stat().st_size > DM_UPLOAD_LIMIT:  # noqa: ASYNC240 - one local stat
-                clip, note = None, "It is too large to upload here, so here is the link:"
+                clip, note = None, texts.TOO_LARGE_TO_UPLOAD
             message = await self._send(
                 dm,
                 task,
@@ -391,7 +384,7 @@ class Renderer:
                 note,
                 mentions,
                 nonce,
-                footer="(The bot could not post in the channel where you asked.)",
+                footer=texts.COULD_NOT_POST_IN_CHANNEL,
             )
             return message.id, dm.id, "dm"
         except (discord.Forbidden, discord.NotFound) as error:
@@ -409,7 +402,9 @@ class Renderer:
         *,
         footer: str = "",
     ) -> discord.Message:
-        text = self._clip_text(task, note) + (f"\n{footer}" if footer else "")
+        text = texts.clip_ready(
+            user_id=task.user_id, task_id=task.id, note=note, urls=task.result_urls
+        ) + (f"\n{footer}" if footer else "")
         file = discord.File(clip, filename=clip.name) if clip else discord.utils.MISSING
         return await channel.send(
             text, file=file, view=result_view(task), allowed_mentions=mentions, nonce=nonce
@@ -425,9 +420,12 @@ class Renderer:
             return  # finished elsewhere, or already refunded
         log.info("Task %s ended %s; %d credits refunded", task.id, to.value, task.cost)
         await self._update_card(task.id)
-        text = (
-            f"<@{task.user_id}> your clip `{task.id}` could not be made: {quote(reason, 300)}\n"
-            f"Your {task.cost} credits are back (balance: {balance})."
+        text = texts.refunded(
+            user_id=task.user_id,
+            task_id=task.id,
+            reason=quote(reason, 300),
+            cost=task.cost,
+            balance=balance,
         )
         channel = self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)
         try:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 
-from core import generation
+from core import generation, texts
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin
 from db import tasks as task_store
@@ -30,11 +30,6 @@ TASK_ID = r"(?P<task_id>[0-9a-f]{6,20})"
 CONFIRM_SECONDS = 120
 
 Change = Literal["reroll", "long", "sound"]
-CHANGE_WORDS: dict[Change, str] = {
-    "reroll": "a new take with the same settings",
-    "long": "a 10-second version",
-    "sound": "a version with sound",
-}
 
 
 def variant_of(task: Task, change: Change) -> GenerationRequest:
@@ -70,7 +65,7 @@ async def _send_private(interaction: discord.Interaction[Any], text: str) -> Non
 async def _task_for(interaction: discord.Interaction[VideoBot], task_id: str) -> Task | None:
     task = await task_store.get(interaction.client.db, task_id)
     if task is None or task.guild_id != (interaction.guild_id or task.guild_id):
-        await _send_private(interaction, "This clip is no longer known to the bot.")
+        await _send_private(interaction, texts.CLIP_UNKNOWN)
         return None
     return task
 
@@ -81,16 +76,12 @@ async def offer(interaction: discord.Interaction[VideoBot], task_id: str, change
     if task is None:
         return
     if interaction.user.id != task.user_id:
-        await _send_private(
-            interaction,
-            f"Only <@{task.user_id}> can make new takes of this clip, on their own credits. "
-            "Make your own with `/video generate`.",
-        )
+        await _send_private(interaction, texts.takes_only_by_requester(user_id=task.user_id))
         return
     request = variant_of(task, change)
     cost = price(request.duration, request.sound)
     await interaction.response.send_message(
-        f"Make {CHANGE_WORDS[change]} of `{task.id}` for **{cost}** credits?",
+        texts.offer_take(take=texts.TAKES[change], task_id=task.id, cost=cost),
         view=ConfirmTake(task, change),
         ephemeral=True,
         allowed_mentions=NO_MENTIONS,
@@ -109,7 +100,7 @@ class ConfirmTake(discord.ui.View):
         """Only the requester answers (the message is private to them anyway)."""
         return interaction.user.id == self.task.user_id
 
-    @discord.ui.button(label="Confirm", style=discord.ButtonStyle.primary, emoji="✅")
+    @discord.ui.button(label=texts.CONFIRM, style=discord.ButtonStyle.primary, emoji="✅")
     async def confirm(
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[ConfirmTake]
     ) -> None:
@@ -122,14 +113,14 @@ class ConfirmTake(discord.ui.View):
         except UserFacingError as refusal:
             await _send_private(interaction, refusal.message)
 
-    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    @discord.ui.button(label=texts.CANCEL, style=discord.ButtonStyle.secondary)
     async def cancel(
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[ConfirmTake]
     ) -> None:
         """Drop the offer; nothing is charged."""
         self.stop()
         await interaction.response.edit_message(
-            content="Cancelled; nothing was charged.", view=None, allowed_mentions=NO_MENTIONS
+            content=texts.TAKE_CANCELLED, view=None, allowed_mentions=NO_MENTIONS
         )
 
 
@@ -142,7 +133,7 @@ class RerollButton(
     def __init__(self, task_id: str, cost: int | None = None) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Reroll" if cost is None else f"Reroll · {cost}",
+                label=texts.REROLL if cost is None else texts.priced(label=texts.REROLL, cost=cost),
                 emoji="🔄",
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"video:reroll:{task_id}",
@@ -173,10 +164,10 @@ class VariantButton(
     """A 10 s or with-sound version of the clip."""
 
     def __init__(self, task_id: str, change: Literal["long", "sound"], cost: int | None = None):
-        label = "10 s" if change == "long" else "With sound"
+        label = texts.LONGER if change == "long" else texts.WITH_SOUND
         super().__init__(
             discord.ui.Button(
-                label=label if cost is None else f"{label} · {cost}",
+                label=label if cost is None else texts.priced(label=label, cost=cost),
                 emoji="⏱️" if change == "long" else "🔊",
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"video:vary:{change}:{task_id}",
@@ -211,7 +202,7 @@ class DeleteButton(
     def __init__(self, task_id: str) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Delete",
+                label=texts.DELETE,
                 emoji="🗑️",
                 style=discord.ButtonStyle.danger,
                 custom_id=f"video:delete:{task_id}",
@@ -236,27 +227,21 @@ class DeleteButton(
         if task is None:
             return
         if interaction.user.id != task.user_id and not is_server_admin(interaction):
-            await _send_private(
-                interaction,
-                f"Only <@{task.user_id}>, who asked for this clip, or a server admin can "
-                "delete it.",
-            )
+            await _send_private(interaction, texts.delete_only_by_requester(user_id=task.user_id))
             return
         message = interaction.message
         if message is None or message.flags.ephemeral:
-            await _send_private(interaction, "There is no post to delete here.")
+            await _send_private(interaction, texts.NO_POST_TO_DELETE)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             await message.delete()
         except discord.HTTPException as error:
             log.info("Could not delete the post of task %s: %s", task.id, error)
-            await _send_private(interaction, "Discord would not let the bot delete that post.")
+            await _send_private(interaction, texts.DELETE_REFUSED)
             return
         log.info("User %d deleted the post of task %s", interaction.user.id, task.id)
-        await _send_private(
-            interaction, f"Deleted the clip of `{task.id}`. `/video status` still shows it."
-        )
+        await _send_private(interaction, texts.deleted(task_id=task.id))
 
 
 DYNAMIC_ITEMS = (RerollButton, VariantButton, DeleteButton)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import discord
 
+from core import texts
 from core.errors import UserFacingError
 from provider.models import MAX_PROMPT_LENGTH
 
@@ -28,22 +29,16 @@ def clean_prompt(raw: str) -> str:
     ).strip()
     if not any(unicodedata.category(ch) not in INVISIBLE_CATEGORIES for ch in prompt):
         # Empty, or only spaces, zero-width and direction marks: nothing to describe a scene.
-        raise UserFacingError("Your prompt is empty: describe the scene you want, in words.")
+        raise UserFacingError(texts.PROMPT_EMPTY)
     if len(prompt) > MAX_PROMPT_LENGTH:
-        raise UserFacingError(
-            f"Your prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_LENGTH}. "
-            "Shorten it and try again."
-        )
+        raise UserFacingError(texts.prompt_too_long(length=len(prompt), limit=MAX_PROMPT_LENGTH))
     return prompt
 
 
 def check_image_url(raw: str) -> str:
     """Return the URL if it is a plain http(s) address with a host; refuse it otherwise."""
     url = raw.strip()
-    refusal = UserFacingError(
-        "`image_url` must be a web address starting with http:// or https://, "
-        "such as https://example.com/picture.png"
-    )
+    refusal = UserFacingError(texts.IMAGE_URL_NOT_WEB)
     if not url or len(url) > MAX_URL_LENGTH or any(ch.isspace() for ch in url):
         raise refusal
     try:
@@ -54,11 +49,9 @@ def check_image_url(raw: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not host:
         raise refusal
     if parts.username is not None or parts.password is not None:
-        raise UserFacingError("`image_url` must not contain a user name or password.")
+        raise UserFacingError(texts.IMAGE_URL_WITH_LOGIN)
     if _is_local(host):
-        raise UserFacingError(
-            "`image_url` must be a public web address, not a local or private network one."
-        )
+        raise UserFacingError(texts.IMAGE_URL_LOCAL)
     return url
 
 
@@ -85,22 +78,22 @@ def check_image_attachment(attachment: discord.Attachment) -> str:
     """Return the attachment's URL if it is a picture of a sane size; refuse it otherwise."""
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()
     if content_type not in IMAGE_TYPES:
-        raise UserFacingError(
-            f"`{discord.utils.escape_markdown(attachment.filename)[:100]}` is not an image: "
-            "attach a PNG, JPEG, WebP or GIF picture."
-        )
+        filename = discord.utils.escape_markdown(attachment.filename)[:100]
+        raise UserFacingError(texts.not_an_image(filename=filename))
     if attachment.size <= 0:
-        raise UserFacingError("The attached image is empty: attach the picture again.")
+        raise UserFacingError(texts.IMAGE_EMPTY)
     if attachment.size > MAX_IMAGE_BYTES:
         raise UserFacingError(
-            f"The attached image is {attachment.size / 1024 / 1024:.1f} MiB; "
-            f"the limit is {MAX_IMAGE_BYTES // 1024 // 1024} MiB."
+            texts.image_too_large(size_bytes=attachment.size, limit_bytes=MAX_IMAGE_BYTES)
         )
     return attachment.url
 
 
 def check_amount(amount: int, *, lowest: int, highest: int, what: str) -> int:
-    """Refuse a number outside what the option allows (Discord checks too, a crafted call not)."""
+    """Refuse a number outside what the option allows (Discord checks too, a crafted call not).
+
+    `what` names the number in the refusal: one of the `texts.AMOUNT_*` names.
+    """
     if not lowest <= amount <= highest:
-        raise UserFacingError(f"{what} must be between {lowest:,} and {highest:,}.")
+        raise UserFacingError(texts.out_of_range(what=what, lowest=lowest, highest=highest))
     return amount
