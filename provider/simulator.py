@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +27,23 @@ log = logging.getLogger(__name__)
 
 Endpoint = Literal["generate", "status", "any"]
 Malformation = Literal["not_json", "missing_fields", "wrong_types"]
+# What a random fault does to one /api request (see ProviderSimulator.random_faults).
+RANDOM_FAULT_KINDS: tuple[str, ...] = (
+    "http_500",
+    "http_503",
+    "http_429_retry_after",
+    "http_429",
+    "code_500_in_body",
+    "slow",
+    "not_json",
+    "missing_fields",
+    "wrong_types",
+)
+_MALFORMATIONS: dict[str, Malformation] = {
+    "not_json": "not_json",
+    "missing_fields": "missing_fields",
+    "wrong_types": "wrong_types",
+}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DEFAULT_MESSAGES = {
@@ -116,6 +135,18 @@ class ProviderSimulator:
         self.clip_chunked = False
         self.statuses_override: dict[str, str] = {}
         self._faults: list[_Fault] = []
+        # Random faults for soak tests, all off by default. `random_faults` is the chance that
+        # an /api request (with no scheduled fault) gets one of RANDOM_FAULT_KINDS: an error
+        # status, a 429 with or without a short Retry-After, a slow answer, a broken body.
+        # `random_task_failures` is the chance that a created task ends FAILED, and
+        # `random_render_seconds` a (low, high) range each new task's render time is drawn
+        # from. `fault_rng` draws all of them (seed it for a repeatable run);
+        # `random_faults_injected` counts what was injected, by "endpoint:kind".
+        self.random_faults = 0.0
+        self.random_task_failures = 0.0
+        self.random_render_seconds: tuple[float, float] | None = None
+        self.fault_rng = random.Random(0)  # noqa: S311 - fault injection, not security
+        self.random_faults_injected: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self.app = web.Application(middlewares=[self._middleware])
@@ -247,7 +278,7 @@ class ProviderSimulator:
         if not authorized:
             response: web.StreamResponse = _error(401, "Unauthorized")
         else:
-            fault = self._take_fault(request.path)
+            fault = self._take_fault(request.path) or await self._random_fault(request.path)
             response = self._fault_response(fault) if fault else await handler(request)
         if self.slow_seconds > 0:
             await asyncio.sleep(self.slow_seconds)
@@ -282,6 +313,33 @@ class ProviderSimulator:
                     self._faults.remove(fault)
                 return fault
         return None
+
+    async def _random_fault(self, path: str) -> _Fault | None:
+        """Draw a random fault for one /api request (None: answer normally, maybe slowly)."""
+        if self.random_faults <= 0 or self.fault_rng.random() >= self.random_faults:
+            return None
+        kind = self.fault_rng.choice(RANDOM_FAULT_KINDS)
+        self.random_faults_injected[f"{path.removeprefix('/api/')}:{kind}"] += 1
+        if kind == "slow":
+            await asyncio.sleep(self.fault_rng.uniform(0.2, 1.5))
+            return None
+        malformed = _MALFORMATIONS.get(kind)
+        if malformed is not None:
+            return _Fault(endpoint="any", remaining=1, malformed=malformed)
+        if kind == "code_500_in_body":
+            return _Fault("any", 1, http_status=200, body_code=500, message="Internal error")
+        status = {"http_500": 500, "http_503": 503}.get(kind, 429)
+        retry_after = None
+        if kind == "http_429_retry_after":
+            retry_after = round(self.fault_rng.uniform(0.05, 0.3), 2)
+        return _Fault(
+            "any",
+            1,
+            http_status=status,
+            body_code=status,
+            message=DEFAULT_MESSAGES.get(status, "Error"),
+            retry_after=retry_after,
+        )
 
     @staticmethod
     def _fault_response(fault: _Fault) -> web.Response:
@@ -320,14 +378,21 @@ class ProviderSimulator:
             return _error(402, "Insufficient credits")
         self._balance -= cost
         task_id = self._new_task_id()
+        render_seconds = self.render_seconds
+        if self.random_render_seconds is not None:
+            render_seconds = self.fault_rng.uniform(*self.random_render_seconds)
+        fail_message = self.fail_tasks
+        if self.random_task_failures > 0 and self.fault_rng.random() < self.random_task_failures:
+            self.random_faults_injected["task:failed"] += 1
+            fail_message = "Simulated random failure"
         self.tasks[task_id] = SimTask(
             task_id=task_id,
             request=dict(body),
             price=cost,
             started_at=self._clock(),
-            render_seconds=self.render_seconds,
+            render_seconds=render_seconds,
             created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            fail_message=self.fail_tasks,
+            fail_message=fail_message,
         )
         log.debug("Simulator created task %s for %d credits", task_id, cost)
         return _success({"task_id": task_id})

@@ -19,7 +19,8 @@ default) after the last GUILD_CREATE; and every IDENTIFY but the first sleeps 5 
 Routes are a table (``FakeDiscord.add_route``) matched in order, so more endpoints slot in
 without touching the dispatcher. Handlers raise ``DiscordError`` to answer with Discord's JSON
 error body. Faults (``fail_next``, ``forbidden_channels``, ``missing_channels``,
-``dm_closed_users``) make chosen calls fail the way Discord fails them.
+``dm_closed_users``) make chosen calls fail the way Discord fails them; ``random_faults``
+makes a random share of message sends and edits fail (for soak tests; off by default).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ import contextlib
 import json
 import math
 import mimetypes
+import random
 import re
 import secrets
 import socket
 import time
 import zlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -147,6 +150,13 @@ _CLOSE_REASONS: dict[int, str] = {
 _SESSION_ENDING_CLOSES = {4007, 4009}
 _ZLIB_SUFFIX = b"\x00\x00\xff\xff"
 _REDACTED = "<redacted>"
+# Where random faults land: creating and editing messages, in channels and as follow-ups.
+_RANDOM_FAULT_ROUTES = (
+    ("POST", re.compile(r"/channels/(?P<channel_id>\d+)/messages")),
+    ("PATCH", re.compile(r"/channels/\d+/messages/\d+")),
+    ("POST", re.compile(r"/webhooks/\d+/[^/]+")),
+    ("PATCH", re.compile(r"/webhooks/\d+/[^/]+/messages/[^/]+")),
+)
 _GUILDS_INTENT = 1 << 0
 # GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT: the ones an app must be granted.
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
@@ -700,6 +710,23 @@ class FakeDiscord:
         self.forbidden_channels: set[int] = set()
         self.missing_channels: set[int] = set()
         self.dm_closed_users: set[int] = set()
+        # Random faults for soak tests, off by default. `random_faults` is the chance that a
+        # message create or edit (in a channel, or an interaction follow-up) fails one of the
+        # ways `random_fault_shares` weighs: "429" (Via and a short JSON retry_after: discord.py
+        # sleeps and retries), "500" (refused; discord.py retries after 1 + 2n s), "500_after"
+        # (done, but the answer is lost; only where a repeat is harmless: an edit, or a send
+        # with enforce_nonce; elsewhere a plain "500"), "403" (Missing Permissions on a guild
+        # channel send; elsewhere a "429"). `random_fault_rng` draws them (seed it for a
+        # repeatable run); `random_faults_injected` counts them by kind.
+        self.random_faults: float = 0.0
+        self.random_fault_shares: dict[str, float] = {
+            "429": 0.8,
+            "403": 0.1,
+            "500": 0.05,
+            "500_after": 0.05,
+        }
+        self.random_fault_rng = random.Random(0)
+        self.random_faults_injected: Counter[str] = Counter()
 
         # World state.
         self.users: dict[int, JSON] = {}
@@ -1166,6 +1193,42 @@ class FakeDiscord:
             extra={"retry_after": retry_after, "global": fault.is_global},
         )
 
+    def _random_fault(self, method: str, path: str, body: Any) -> str | None:
+        """Draw a random fault kind for this request (None: none), as `random_faults` says."""
+        if self.random_faults <= 0:
+            return None
+        route = next(
+            (
+                m
+                for verb, pattern in _RANDOM_FAULT_ROUTES
+                if verb == method and (m := pattern.fullmatch(path)) is not None
+            ),
+            None,
+        )
+        if route is None or self.random_fault_rng.random() >= self.random_faults:
+            return None
+        kinds = list(self.random_fault_shares)
+        weights = list(self.random_fault_shares.values())
+        kind = self.random_fault_rng.choices(kinds, weights)[0]
+        if kind == "403":
+            channel = self.channels.get(_as_int(route.groupdict().get("channel_id")) or 0)
+            if channel is None or channel.get("type") == 1:
+                kind = "429"  # only a guild channel send can lose its permission
+        if kind == "500_after":
+            nonce = isinstance(body, dict) and body.get("nonce") and body.get("enforce_nonce")
+            if method != "PATCH" and not nonce:
+                kind = "500"  # a lost answer to a plain send would make a real duplicate
+        self.random_faults_injected[kind] += 1
+        return kind
+
+    def _random_fault_error(self, kind: str, path: str) -> DiscordError:
+        if kind == "403":
+            return DiscordError(403, 50013, "Missing Permissions")
+        if kind.startswith("500"):
+            return DiscordError(500, 0, "500: Internal Server Error")
+        retry_after = round(self.random_fault_rng.uniform(0.02, 0.2), 3)
+        return self._fault_error(Fault(None, re.compile(""), 429, 0, retry_after=retry_after), path)
+
     @staticmethod
     def _not_found_for(path: str) -> tuple[int, str]:
         if re.search(r"/messages/", path):
@@ -1336,6 +1399,9 @@ class FakeDiscord:
             fault = self._take_fault(method, path)
             if fault is not None:
                 raise self._fault_error(fault, path)
+            chance = self._random_fault(method, path, body) if api else None
+            if chance is not None and chance != "500_after":
+                raise self._random_fault_error(chance, path)
             try:
                 entry, params = self._match(method, path, api)
             except _UnknownRoute:
@@ -1346,6 +1412,8 @@ class FakeDiscord:
             response = await entry.handler(
                 FakeRequest(request, method, path, params, query, body, files, authorized)
             )
+            if chance == "500_after" and 200 <= response.status < 300:
+                response = self._random_fault_error(chance, path).response()
         except DiscordError as error:
             response = error.response()
         except Exception as exc:

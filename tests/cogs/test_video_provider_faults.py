@@ -100,3 +100,13 @@ async def test_a_failure_after_the_charge_refunds_at_once(
     notice = harness.replies(payload)[-1]
     assert notice["flags"] & EPHEMERAL
     assert "Your 65 credits are back (balance: 260)" in notice["content"]
+
+
+async def test_a_refund_notice_discord_will_not_take_does_not_break_the_command(
+    harness: Harness,
+) -> None:
+    """Found by the soak: the private 'credits are back' follow-up met five 429s in a row."""
+    harness.simulator.malformed_next("generate")
+    harness.fake.fail_next("POST", r"^/webhooks/", 429, count=5, retry_after=0.01)
+    await submit(harness)
+    await assert_refunded(harness, "uncertain")  # and the fixture sees no ERROR in the log

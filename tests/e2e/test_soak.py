@@ -1,0 +1,31 @@
+"""A small soak: `python bot.py` killed mid-flight under random provider and Discord faults.
+
+The full-size run is `python -m tests.soak --tasks 200 --members 20 --restarts 3`.
+"""
+
+from __future__ import annotations
+
+from tests.e2e.live import FIGURES
+from tests.soak import run_soak
+
+TASKS, MEMBERS, RESTARTS = 40, 8, 2
+SEED = 20261127  # the fault and kill sequence; timing still varies from run to run
+
+
+async def test_every_task_is_delivered_or_refunded_exactly_once_through_kills() -> None:
+    report = await run_soak(
+        tasks=TASKS, members=MEMBERS, restarts=RESTARTS, seed=SEED, drain_timeout=60
+    )
+    print(report.table())
+    FIGURES[f"soak ({TASKS} tasks, {MEMBERS} members, {RESTARTS} kills)"] = report.summary()
+
+    assert report.failures == [], report.table()
+    assert report.tasks == TASKS
+    assert report.restarts == RESTARTS
+    assert sum(report.provider_faults.values()) > 0 and sum(report.discord_faults.values()) > 0
+    assert sum(report.deliveries.values()) + sum(report.refunds.values()) == TASKS
+    assert report.deliveries["none"] == 0
+    assert report.duplicates == 0
+    assert report.unexplained_balances == 0
+    assert report.unexpected_tracebacks == []
+    assert report.exit_status == 0
