@@ -150,17 +150,27 @@ def budget_refusal(bot: VideoBot, refusal: budgets.BudgetRefusal) -> str:
 async def _show_card(
     bot: VideoBot, interaction: discord.Interaction[VideoBot], task: Task, balance_left: int
 ) -> None:
+    card = task_card(task, balance_left=balance_left)
     try:
-        callback = await interaction.response.send_message(
-            embed=task_card(task, balance_left=balance_left), allowed_mentions=NO_MENTIONS
-        )
+        if interaction.response.is_done():
+            # A button already answered (it took its confirmation's buttons away): the card
+            # is a public follow-up of its own.
+            message = await interaction.followup.send(
+                embed=card, wait=True, allowed_mentions=NO_MENTIONS
+            )
+            card_id: int | None = message.id
+        else:
+            callback = await interaction.response.send_message(
+                embed=card, allowed_mentions=NO_MENTIONS
+            )
+            card_id = callback.message_id
     except discord.HTTPException:
         # Too late to answer (or Discord refused): the task goes on and the clip
         # still reaches the channel; /video status shows it.
         log.warning("Could not show the card of task %s", task.id, exc_info=True)
         return
-    if callback.message_id is not None:
-        await task_store.set_card(bot.db, task.id, callback.message_id)
+    if card_id is not None:
+        await task_store.set_card(bot.db, task.id, card_id)
 
 
 async def _submit(
@@ -208,9 +218,13 @@ async def _edit_card(
     task = await task_store.get(bot.db, task_id)
     if task is None:
         return
+    embed = task_card(task, balance_left=balance)
     try:
-        await interaction.edit_original_response(
-            embed=task_card(task, balance_left=balance), allowed_mentions=NO_MENTIONS
-        )
+        if interaction.response.type is discord.InteractionResponseType.channel_message:
+            await interaction.edit_original_response(embed=embed, allowed_mentions=NO_MENTIONS)
+        elif task.card_message_id is not None:
+            await interaction.followup.edit_message(
+                task.card_message_id, embed=embed, allowed_mentions=NO_MENTIONS
+            )
     except discord.HTTPException:
         log.info("Could not update the card of task %s", task_id)

@@ -71,6 +71,7 @@ class Renderer:
         self.progress_every = PROGRESS_EVERY_SECONDS
         self.progress_gap = PROGRESS_GAP_SECONDS
         self._progress_shown: dict[str, float] = {}
+        self._progress_waiting: dict[str, float] = {}
         self._next_progress_edit = 0.0
 
     @property
@@ -250,13 +251,31 @@ class Renderer:
             # The card was just shown (or the bot restarted): wait a full period first.
             self._progress_shown[task.id] = moment
             return
-        if moment - last < self.progress_every or moment < self._next_progress_edit:
+        if moment - last < self.progress_every or not self._progress_turn(task.id, moment):
             return
         self._progress_shown[task.id] = moment
         self._next_progress_edit = moment + self.progress_gap
         elapsed = self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
         typical = await task_store.typical_render_seconds(self.bot.db, task.duration, task.sound)
         await self._update_card(task.id, progress=progress_text(elapsed, typical))
+
+    def _progress_turn(self, task_id: str, moment: float) -> bool:
+        """Whether this card may take the shared progress slot now, longest waiter first.
+
+        Cards polled in the same order every tick would otherwise leave the later ones
+        always finding the slot just taken.
+        """
+        # A waiter that stopped asking (it finished, or polls rarely) gives up its place.
+        stale = moment - 2 * self.progress_every
+        for waiting_id, since in list(self._progress_waiting.items()):
+            if since < stale:
+                del self._progress_waiting[waiting_id]
+        first = min(self._progress_waiting, key=self._progress_waiting.__getitem__, default=None)
+        if moment < self._next_progress_edit or first not in (None, task_id):
+            self._progress_waiting.setdefault(task_id, moment)
+            return False
+        self._progress_waiting.pop(task_id, None)
+        return True
 
     def _rendering_too_long(self, task: Task) -> bool:
         if task.submitted_at is None:
@@ -406,8 +425,9 @@ class Renderer:
             user_id=task.user_id, task_id=task.id, note=note, urls=task.result_urls
         ) + (f"\n{footer}" if footer else "")
         file = discord.File(clip, filename=clip.name) if clip else discord.utils.MISSING
+        view = result_view(task, in_dm=isinstance(channel, discord.DMChannel))
         return await channel.send(
-            text, file=file, view=result_view(task), allowed_mentions=mentions, nonce=nonce
+            text, file=file, view=view, allowed_mentions=mentions, nonce=nonce
         )
 
     async def _refund(
@@ -439,6 +459,7 @@ class Renderer:
             return
         if task.state.finished:
             self._progress_shown.pop(task.id, None)
+            self._progress_waiting.pop(task.id, None)
         # The bot's own token, not the interaction's: renders outlive its 15 minutes.
         channel = self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)
         try:

@@ -43,9 +43,16 @@ def variant_of(task: Task, change: Change) -> GenerationRequest:
     )
 
 
-def result_view(task: Task) -> discord.ui.View:
-    """Return the buttons that go under the task's clip."""
+def result_view(task: Task, *, in_dm: bool = False) -> discord.ui.View:
+    """Return the buttons that go under the task's clip.
+
+    A clip sent by DM gets only Delete: new takes are charged to the server, so they start
+    from the server's channel.
+    """
     view = discord.ui.View(timeout=None)
+    if in_dm:
+        view.add_item(DeleteButton(task.id))
+        return view
     view.add_item(RerollButton(task.id, price(task.duration, task.sound)))
     if task.duration != 10:
         view.add_item(VariantButton(task.id, "long", price(10, task.sound)))
@@ -78,6 +85,9 @@ async def offer(interaction: discord.Interaction[VideoBot], task_id: str, change
     if interaction.user.id != task.user_id:
         await _send_private(interaction, texts.takes_only_by_requester(user_id=task.user_id))
         return
+    if interaction.guild_id is None:
+        await _send_private(interaction, texts.TAKES_ONLY_IN_SERVER)
+        return
     request = variant_of(task, change)
     cost = price(request.duration, request.sound)
     await interaction.response.send_message(
@@ -95,6 +105,7 @@ class ConfirmTake(discord.ui.View):
         super().__init__(timeout=CONFIRM_SECONDS)
         self.task = task
         self.change = change
+        self.answered = False
 
     async def interaction_check(self, interaction: discord.Interaction[VideoBot]) -> bool:  # type: ignore[override]
         """Only the requester answers (the message is private to them anyway)."""
@@ -105,19 +116,35 @@ class ConfirmTake(discord.ui.View):
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[ConfirmTake]
     ) -> None:
         """Charge and start the new take; its card is posted in the channel."""
+        if self.answered:
+            # A second click that arrived with the first: one confirmation, one take.
+            await _send_private(interaction, texts.TAKE_ALREADY_ANSWERED)
+            return
+        self.answered = True
         self.stop()
+        # Answer by taking the buttons away, so the confirmation cannot be used again;
+        # the new card follows as its own public message.
+        await interaction.response.edit_message(
+            content=texts.TAKE_STARTING, view=None, allowed_mentions=NO_MENTIONS
+        )
         try:
             await generation.start(
                 interaction.client, interaction, variant_of(self.task, self.change)
             )
         except UserFacingError as refusal:
-            await _send_private(interaction, refusal.message)
+            await interaction.edit_original_response(
+                content=refusal.message, allowed_mentions=NO_MENTIONS
+            )
 
     @discord.ui.button(label=texts.CANCEL, style=discord.ButtonStyle.secondary)
     async def cancel(
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[ConfirmTake]
     ) -> None:
         """Drop the offer; nothing is charged."""
+        if self.answered:
+            await _send_private(interaction, texts.TAKE_ALREADY_ANSWERED)
+            return
+        self.answered = True
         self.stop()
         await interaction.response.edit_message(
             content=texts.TAKE_CANCELLED, view=None, allowed_mentions=NO_MENTIONS
@@ -229,8 +256,12 @@ class DeleteButton(
         if interaction.user.id != task.user_id and not is_server_admin(interaction):
             await _send_private(interaction, texts.delete_only_by_requester(user_id=task.user_id))
             return
-        message = interaction.message
-        if message is None or message.flags.ephemeral:
+        clicked = interaction.message
+        message: discord.Message | discord.PartialMessage | None = clicked
+        if clicked is None or clicked.flags.ephemeral or clicked.id != task.delivery_message_id:
+            # Clicked under /video status (a private copy): delete the post it stands for.
+            message = _recorded_post(interaction.client, task)
+        if message is None:
             await _send_private(interaction, texts.NO_POST_TO_DELETE)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -242,6 +273,14 @@ class DeleteButton(
             return
         log.info("User %d deleted the post of task %s", interaction.user.id, task.id)
         await _send_private(interaction, texts.deleted(task_id=task.id))
+
+
+def _recorded_post(bot: VideoBot, task: Task) -> discord.PartialMessage | None:
+    """Return the message the clip was posted as, from what the database recorded."""
+    if task.delivery_message_id is None or task.delivery_channel_id is None:
+        return None
+    channel = bot.get_partial_messageable(task.delivery_channel_id)
+    return channel.get_partial_message(task.delivery_message_id)
 
 
 DYNAMIC_ITEMS = (RerollButton, VariantButton, DeleteButton)

@@ -320,6 +320,12 @@ def offer_take(*, take: str, task_id: str, cost: int) -> str:
 
 
 TAKE_CANCELLED = "Cancelled; nothing was charged."
+TAKE_STARTING = "Starting the new take…"
+TAKE_ALREADY_ANSWERED = "This offer was already answered."
+TAKES_ONLY_IN_SERVER = (
+    "New takes are charged to the server, so they start there: use the buttons under the "
+    "clip in the server, or `/video generate`."
+)
 
 
 def delete_only_by_requester(*, user_id: int) -> str:

@@ -90,7 +90,12 @@ class Harness:
             task
             for task in asyncio.all_tasks() - before
             if task.get_name().startswith(
-                ("CommandTree-invoker", "discord-ui-view-dispatch", "discord-ui-dynamic-item")
+                (
+                    "CommandTree-invoker",
+                    "discord-ui-view-dispatch",
+                    "discord-ui-dynamic-item",
+                    "discord-ui-modal-dispatch",
+                )
             )
         ]
         await asyncio.gather(*started)

@@ -21,7 +21,12 @@ from tests.fakediscord import FakeDiscord
 from tests.harness import API_KEY, CLIENT_OPTIONS, TOKEN, Harness
 
 ROOT = Path(__file__).resolve().parents[2]
-INVOKERS = ("CommandTree-invoker", "discord-ui-view-dispatch", "discord-ui-dynamic-item")
+INVOKERS = (
+    "CommandTree-invoker",
+    "discord-ui-view-dispatch",
+    "discord-ui-dynamic-item",
+    "discord-ui-modal-dispatch",
+)
 # discord.py waits this long after the last GUILD_CREATE before "ready" (default 2 s).
 GUILD_READY_TIMEOUT = 0.05
 
