@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from db import credits
+from db import Database, credits
 from db import tasks as task_store
-from db.tasks import NewTask, TaskState
+from db.tasks import NewTask, Task, TaskState
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
 from tests.harness import Harness, bot_settings, running_bot
@@ -20,6 +20,27 @@ PROMPT = "Drone shot over neon night market"
 async def generate(harness: Harness, prompt: str = PROMPT, **context: Any) -> str:
     await harness.run("generate", options={"prompt": prompt}, **context)
     return (await harness.tasks())[0].id
+
+
+async def charge_without_submitting(db: Database, fake: FakeDiscord) -> Task:
+    """Leave what a crash between the charge and the provider's answer leaves: a paid task."""
+    task, _ = await task_store.reserve(
+        db,
+        NewTask(
+            guild_id=fake.guild_id,
+            channel_id=fake.channel_id,
+            user_id=fake.user_id,
+            prompt=PROMPT,
+            aspect_ratio="16:9",
+            duration=5,
+            sound=False,
+            image_urls=(),
+            cost=65,
+            upload_limit=10 * 1024 * 1024,
+        ),
+        starting_credits=260,
+    )
+    return task
 
 
 def clip_posts(fake: FakeDiscord, channel_id: int) -> list[dict[str, object]]:
@@ -178,23 +199,7 @@ async def test_a_submission_cut_off_by_a_restart_is_refunded_as_uncertain(
 ) -> None:
     settings = bot_settings(tmp_path, simulator)
     async with running_bot(fake, simulator, settings) as first:
-        # What a crash between the charge and the provider's answer leaves behind.
-        stranded, _ = await task_store.reserve(
-            first.bot.db,
-            NewTask(
-                guild_id=fake.guild_id,
-                channel_id=fake.channel_id,
-                user_id=fake.user_id,
-                prompt=PROMPT,
-                aspect_ratio="16:9",
-                duration=5,
-                sound=False,
-                image_urls=(),
-                cost=65,
-                upload_limit=10 * 1024 * 1024,
-            ),
-            starting_credits=260,
-        )
+        stranded = await charge_without_submitting(first.bot.db, fake)
         await first.bot.renderer.stop()  # the old run never gets to settle it
     async with running_bot(fake, simulator, settings) as second:
         task = await second.wait_for_task(stranded.id, "uncertain")
@@ -295,22 +300,7 @@ async def test_a_charge_whose_submitter_died_is_refunded_without_a_restart(
     harness.bot.renderer.stranded_after = 0.0  # in production: 30 s, so a refund within a minute
     harness.bot.renderer.sweep_every = 0.05
     fake = harness.fake
-    stranded, _ = await task_store.reserve(
-        harness.bot.db,
-        NewTask(
-            guild_id=fake.guild_id,
-            channel_id=fake.channel_id,
-            user_id=fake.user_id,
-            prompt=PROMPT,
-            aspect_ratio="16:9",
-            duration=5,
-            sound=False,
-            image_urls=(),
-            cost=65,
-            upload_limit=10 * 1024 * 1024,
-        ),
-        starting_credits=260,
-    )
+    stranded = await charge_without_submitting(harness.bot.db, fake)
     harness.bot.renderer.wake()
     await harness.wait_for_task(stranded.id, "uncertain", within=3)
     assert await harness.balance() == 260
