@@ -134,6 +134,8 @@ class ProviderSimulator:
         # Stream clips without Content-Length, as some CDNs do.
         self.clip_chunked = False
         self.statuses_override: dict[str, str] = {}
+        # Tasks whose SUCCESS answer carries no clip URL at all (seen from real upstreams).
+        self.clipless: set[str] = set()
         self._faults: list[_Fault] = []
         # Random faults for soak tests, all off by default. `random_faults` is the chance that
         # an /api request (with no scheduled fault) gets one of RANDOM_FAULT_KINDS: an error
@@ -415,7 +417,7 @@ class ProviderSimulator:
         if task is None:
             return _error(404, "Task not found")
         state = self._state(task)
-        if state.status == "SUCCESS":
+        if state.status == "SUCCESS" and task_id not in self.clipless:
             clip = request.url.origin().with_path(f"/files/{task_id}.mp4")
             state.response = [str(clip)]
         return _success(

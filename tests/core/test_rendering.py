@@ -366,3 +366,16 @@ async def test_discord_faults_on_the_clip_post_still_post_once(
     task_id = await generate(harness)
     await harness.wait_for_task(task_id, "done")
     assert len(clip_posts(fake, fake.channel_id)) == 1
+
+
+async def test_a_success_without_a_clip_is_refunded(harness: Harness) -> None:
+    harness.simulator.render_seconds = 3600
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "rendering")
+    assert task.provider_task_id is not None
+    harness.simulator.clipless.add(task.provider_task_id)
+    harness.simulator.finish(task.provider_task_id)
+    failed = await harness.wait_for_task(task_id, "failed")
+    assert "sent no clip" in (failed.error or "")
+    assert await harness.balance() == 260
+    assert clip_posts(harness.fake, harness.fake.channel_id) == []
