@@ -61,7 +61,9 @@ class SeedanceClient:
         self._max_attempts = max(1, max_attempts)
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        self._min_interval = 1.0 / max_rps if max_rps > 0 else 0.0
+        # A hair over 1/max_rps: requests exactly 1/max_rps apart put max_rps + 1 of them in
+        # a closed one-second window, one more than the ceiling promises.
+        self._min_interval = 1.02 / max_rps if max_rps > 0 else 0.0
         # Jitter only spreads retries out; it needs no cryptographic strength.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._lock = asyncio.Lock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -134,6 +135,11 @@ class ProviderSimulator:
         # Stream clips without Content-Length, as some CDNs do.
         self.clip_chunked = False
         self.statuses_override: dict[str, str] = {}
+        # A real provider's rate limit: above `max_rps` API requests in any 1 s window the
+        # answer is 429 with Retry-After (0: no ceiling). `rate_limited` counts those 429s.
+        self.max_rps = 0.0
+        self.rate_limited = 0
+        self._recent_api: collections.deque[float] = collections.deque()
         # Tasks whose SUCCESS answer carries no clip URL at all (seen from real upstreams).
         self.clipless: set[str] = set()
         self._faults: list[_Fault] = []
@@ -279,12 +285,30 @@ class ProviderSimulator:
             return await handler(request)
         if not authorized:
             response: web.StreamResponse = _error(401, "Unauthorized")
+        elif self._over_ceiling():
+            self.rate_limited += 1
+            response = web.json_response(
+                {"code": 429, "message": "Too many requests", "data": None},
+                status=429,
+                headers={"Retry-After": "1"},
+            )
         else:
             fault = self._take_fault(request.path) or await self._random_fault(request.path)
             response = self._fault_response(fault) if fault else await handler(request)
         if self.slow_seconds > 0:
             await asyncio.sleep(self.slow_seconds)
         return response
+
+    def _over_ceiling(self) -> bool:
+        if self.max_rps <= 0:
+            return False
+        moment = time.monotonic()
+        while self._recent_api and moment - self._recent_api[0] >= 1.0:
+            self._recent_api.popleft()
+        if len(self._recent_api) >= self.max_rps:
+            return True
+        self._recent_api.append(moment)
+        return False
 
     @staticmethod
     async def _read_json(request: web.Request) -> object | None:

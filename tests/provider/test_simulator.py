@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -149,3 +150,31 @@ async def test_recorded_requests_never_keep_the_key(
     [recorded] = sim.requests
     assert recorded.authorized and recorded.had_auth_header
     assert API_KEY not in repr(sim.requests)
+
+
+async def test_a_rate_ceiling_answers_429_with_retry_after(
+    sim: ProviderSimulator, session: aiohttp.ClientSession
+) -> None:
+    sim.max_rps = 3
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    answers = []
+    for _ in range(5):
+        async with session.get(
+            f"{sim.base_url}/status", params={"task_id": "nope"}, headers=headers
+        ) as response:
+            answers.append((response.status, response.headers.get("Retry-After")))
+    assert [status for status, _ in answers] == [404, 404, 404, 429, 429]
+    assert answers[-1][1] == "1" and sim.rate_limited == 2
+
+
+async def test_the_client_never_passes_its_own_rate_ceiling(
+    sim: ProviderSimulator, session: aiohttp.ClientSession
+) -> None:
+    from provider.client import SeedanceClient
+    from provider.models import GenerationRequest
+
+    sim.max_rps = 10
+    client = SeedanceClient(session, sim.base_url, API_KEY, max_rps=10, backoff_base=0.01)
+    task_id = await client.generate(GenerationRequest("a", "16:9", 5))
+    await asyncio.gather(*(client.status(task_id) for _ in range(12)))
+    assert sim.rate_limited == 0
