@@ -195,7 +195,9 @@ async def _submit(
             # The refund stands; the card already says so and /video status shows why.
             log.info("Could not tell the member why task %s did not start", task.id)
         return
-    first_poll = bot.renderer.clock() + bot.settings.poll_interval_seconds
+    first_poll = bot.renderer.clock() + await bot.renderer.first_poll_delay(
+        task.duration, task.sound
+    )
     if not await task_store.mark_rendering(
         bot.db, task.id, provider_task_id, next_poll_at=first_poll
     ):

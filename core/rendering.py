@@ -47,6 +47,8 @@ TOO_LARGE_CODE = 40005
 # edited at most once per gap, which keeps many renders far from Discord's rate limits.
 PROGRESS_EVERY_SECONDS = 15.0
 PROGRESS_GAP_SECONDS = 1.0
+# How long a preset's learned render times are reused before they are read again.
+EXPECTATION_TTL_SECONDS = 30.0
 
 
 class Renderer:
@@ -72,6 +74,7 @@ class Renderer:
         self.progress_gap = PROGRESS_GAP_SECONDS
         self._progress_shown: dict[str, float] = {}
         self._progress_waiting: dict[str, float] = {}
+        self._expectations: dict[tuple[int, bool], tuple[float, tuple[float, float] | None]] = {}
         self._next_progress_edit = 0.0
 
     @property
@@ -119,7 +122,56 @@ class Renderer:
         base = self.bot.settings.poll_interval_seconds
         return float(min(base * 1.5**attempts, base * 6))
 
+    async def expectation(self, duration: int, sound: bool) -> tuple[float, float] | None:
+        """Return how long renders of this preset took lately (shortest, longest), cached."""
+        moment = time.monotonic()
+        cached = self._expectations.get((duration, sound))
+        if cached is not None and cached[0] > moment:
+            return cached[1]
+        found = await task_store.render_time_range(self.bot.db, duration, sound)
+        self._expectations[(duration, sound)] = (moment + EXPECTATION_TTL_SECONDS, found)
+        return found
+
+    async def first_poll_delay(self, duration: int, sound: bool) -> float:
+        """Return when to poll a new task first: near the earliest a render of its preset ended.
+
+        Without history, after POLL_INTERVAL_SECONDS. Measured renders include up to one
+        polling gap of lateness, so the first poll comes one gap before the shortest.
+        """
+        base = self.bot.settings.poll_interval_seconds
+        expected = await self.expectation(duration, sound)
+        return base if expected is None else max(base, expected[0] - base)
+
+    async def next_poll_delay(self, task: Task) -> float:
+        """Return the gap before polling a still-running task again.
+
+        Inside the span renders of its preset usually take, poll every POLL_INTERVAL_SECONDS
+        (the shortest gap allowed), so a clip waits at most one gap; before it, wait for it;
+        past it, or with no history, back off as the growing schedule does.
+        """
+        base = self.bot.settings.poll_interval_seconds
+        expected = await self.expectation(task.duration, task.sound)
+        if expected is None or task.submitted_at is None:
+            return self.interval(task.poll_attempts + 1)
+        low, high = expected
+        elapsed = self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
+        if elapsed < low - base:
+            return max(base, low - base - elapsed)
+        if elapsed <= high:
+            return base
+        return float(min(max(base, (elapsed - high) / 2), base * 6))
+
     async def _run(self) -> None:
+        try:
+            # Tasks that came due while the bot was down are staggered at the provider's
+            # pace (with room left for new submissions), oldest first.
+            spread = await task_store.spread_overdue(
+                self.bot.db, self.clock(), per_second=0.8 * self.bot.settings.provider_max_rps
+            )
+            if spread:
+                log.info("Resuming %d rendering tasks that came due while stopped", spread)
+        except Exception:
+            log.exception("Could not stagger the overdue tasks; polling them as they come")
         while not self._stopping:
             self._wake.clear()
             try:
@@ -232,9 +284,8 @@ class Renderer:
                 allowed_from=(TaskState.RENDERING,),
             )
         else:
-            await task_store.reschedule(
-                self.bot.db, task.id, self.clock() + self.interval(task.poll_attempts + 1)
-            )
+            delay = await self.next_poll_delay(task)
+            await task_store.reschedule(self.bot.db, task.id, self.clock() + delay)
             await self._show_progress(task)
 
     async def _show_progress(self, task: Task) -> None:

@@ -432,3 +432,40 @@ async def typical_render_seconds(db: Database, duration: int, sound: bool) -> fl
     )
     seconds = [float(row["seconds"]) for row in rows if row["seconds"] is not None]
     return statistics.median(seconds) if seconds else None
+
+
+async def render_time_range(
+    db: Database, duration: int, sound: bool, *, sample: int = 20
+) -> tuple[float, float] | None:
+    """Return the (shortest, longest) recent render of this preset, or None below 3 samples.
+
+    A render is measured from submission to delivery, so it includes up to one polling
+    gap of lateness; callers allow for that.
+    """
+    rows = await db.fetchall(
+        "SELECT (julianday(finished_at) - julianday(submitted_at)) * 86400.0 AS seconds "
+        "FROM tasks WHERE state = 'done' AND duration = ? AND sound = ? "
+        "AND submitted_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+        (duration, int(sound), sample),
+    )
+    seconds = sorted(float(row["seconds"]) for row in rows if row["seconds"] is not None)
+    if len(seconds) < 3:
+        return None
+    return seconds[0], seconds[-1]
+
+
+async def spread_overdue(db: Database, now: float, *, per_second: float) -> int:
+    """Give overdue rendering tasks staggered poll times, oldest first, at `per_second`.
+
+    After a restart thousands of tasks can be due at once; spreading them in one statement
+    means every one is scheduled at once, and the provider sees a steady, fair rate.
+    """
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE tasks SET next_poll_at = ? + ranked.position / ? FROM ("
+            "SELECT id, ROW_NUMBER() OVER (ORDER BY next_poll_at, id) - 1 AS position "
+            "FROM tasks WHERE state = 'rendering' AND next_poll_at <= ?) AS ranked "
+            "WHERE tasks.id = ranked.id",
+            (now, per_second, now),
+        )
+        return cursor.rowcount
