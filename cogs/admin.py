@@ -161,29 +161,29 @@ class VideoAdmin(
 
     @app_commands.command()
     @app_commands.describe(
-        amount="The most credits the whole server may spend per period; 0 removes the cap",
-        period="The calendar period (UTC) the cap counts over",
+        amount="The most credits the whole server may spend per period (0: none at all)",
+        period="The calendar period (UTC) the cap counts over; none removes the cap",
     )
     async def cap(
         self,
         interaction: discord.Interaction[VideoBot],
         amount: app_commands.Range[int, 0, MAX_BUDGET],
-        period: Literal["day", "week", "month"],
+        period: Literal["day", "week", "month", "none"],
     ) -> None:
         """Limit what the whole server may spend per day, week or month."""
         assert interaction.guild_id is not None
         check_amount(amount, lowest=0, highest=MAX_BUDGET, what=texts.AMOUNT_CAP)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await budgets.set_cap(
-            self.bot.db,
-            interaction.guild_id,
-            amount or None,
-            period,
-            actor_id=interaction.user.id,
-        )
-        if amount == 0:
+        if period == "none":
+            await budgets.set_cap(
+                self.bot.db, interaction.guild_id, None, "month", actor_id=interaction.user.id
+            )
             await self._reply(interaction, texts.CAP_REMOVED)
             return
+        # 0 is a real cap: an admin who types it means "spend nothing", not "no limit".
+        await budgets.set_cap(
+            self.bot.db, interaction.guild_id, amount, period, actor_id=interaction.user.id
+        )
         moment = db_now()
         start = budgets.period_start(period, moment)
         assert start is not None

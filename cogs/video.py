@@ -80,6 +80,7 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             interaction.user.id,
             setting == "on",
             self.bot.settings.default_credits,
+            member_role_ids(interaction.user),
         )
         text = texts.NOTIFY_ON if setting == "on" else texts.NOTIFY_OFF
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)

@@ -383,6 +383,8 @@ class Renderer:
         ):
             return
         log.info("Task %s delivered (%s)", task.id, via)
+        # A finished render is new evidence of how long this preset takes.
+        self._expectations.pop((task.duration, task.sound), None)
         await self._update_card(task.id)
         if via in ("attachment", "link") and await credits.wants_notify(
             self.bot.db, task.guild_id, task.user_id

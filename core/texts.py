@@ -426,10 +426,10 @@ def allowance_once(*, amount: int) -> str:
 
 def allowance_set(*, amount: int, period: str, refill: str) -> str:
     return (
-        f"Every member now gets **{amount}** credits per {period}: from now on, in "
-        f"each {period} (UTC) a lower balance is raised back to {amount} when the "
-        "member next uses the bot, this one included; granted credits above it stay. "
-        f"{refill}"
+        f"Every member now gets **{amount}** credits per {period}: once in each {period} "
+        f"(UTC), on the member's first use of the bot, a lower balance is raised back to "
+        f"{amount}; granted credits above it stay. Members already topped up this {period} "
+        f"get the new amount from the next one. {refill}"
     )
 
 

@@ -90,7 +90,8 @@ class Database:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.execute("PRAGMA busy_timeout = 5000")
-            await conn.execute("PRAGMA synchronous = NORMAL")
+            # FULL: a committed charge or refund survives a power cut, not only a crash.
+            await conn.execute("PRAGMA synchronous = FULL")
             db = cls(conn, path)
             await db.migrate(target_version)
         except BaseException:

@@ -12,8 +12,8 @@ from enum import StrEnum
 
 import aiosqlite
 
-from db import Database, now, utcnow
-from db.budgets import allowance_in, period_key
+from db import Database, iso, now, utcnow
+from db.budgets import allowance_in, period_start
 
 
 class LedgerReason(StrEnum):
@@ -61,7 +61,7 @@ async def ensure_member(
     guild_id: int,
     user_id: int,
     default_credits: int,
-    roles: Collection[int] = (),
+    roles: Collection[int],
 ) -> int:
     """Give a newcomer their allowance, refill a member whose period turned; return the balance.
 
@@ -69,28 +69,29 @@ async def ensure_member(
     when it is lower; credits above it (grants) stay.
     """
     allowance = await allowance_in(conn, guild_id, roles, default_credits)
-    key = period_key(allowance.period, now())
+    moment = now()
     cursor = await conn.execute(
-        "INSERT INTO members (guild_id, user_id, balance, created_at, refilled_period) "
+        "INSERT INTO members (guild_id, user_id, balance, created_at, refilled_at) "
         "VALUES (?, ?, 0, ?, ?) ON CONFLICT DO NOTHING",
-        (guild_id, user_id, utcnow(), key),
+        (guild_id, user_id, iso(moment), iso(moment)),
     )
     if cursor.rowcount == 1:
         return await _apply(
             conn, guild_id, user_id, allowance.amount, LedgerReason.WELCOME, note="starting credits"
         )
     async with conn.execute(
-        "SELECT balance, refilled_period FROM members WHERE guild_id = ? AND user_id = ?",
+        "SELECT balance, refilled_at FROM members WHERE guild_id = ? AND user_id = ?",
         (guild_id, user_id),
     ) as found:
         row = await found.fetchone()
     assert row is not None
     balance = int(row["balance"])
-    if key is None or row["refilled_period"] == key:
-        return balance
+    start = period_start(allowance.period, moment)
+    if start is None or (row["refilled_at"] or "") >= iso(start):
+        return balance  # no refills, or this period's was given already
     await conn.execute(
-        "UPDATE members SET refilled_period = ? WHERE guild_id = ? AND user_id = ?",
-        (key, guild_id, user_id),
+        "UPDATE members SET refilled_at = ? WHERE guild_id = ? AND user_id = ?",
+        (iso(moment), guild_id, user_id),
     )
     if balance >= allowance.amount:
         return balance
@@ -221,11 +222,16 @@ async def unexplained_balances(db: Database) -> list[tuple[int, int, int, int]]:
 
 
 async def set_notify(
-    db: Database, guild_id: int, user_id: int, enabled: bool, starting_credits: int
+    db: Database,
+    guild_id: int,
+    user_id: int,
+    enabled: bool,
+    starting_credits: int,
+    roles: Collection[int],
 ) -> None:
     """Remember whether the member wants a DM when a clip of theirs is ready."""
     async with db.transaction() as conn:
-        await ensure_member(conn, guild_id, user_id, starting_credits)
+        await ensure_member(conn, guild_id, user_id, starting_credits, roles)
         await conn.execute(
             "UPDATE members SET notify_dm = ? WHERE guild_id = ? AND user_id = ?",
             (int(enabled), guild_id, user_id),

@@ -40,10 +40,13 @@ class Usage:
 async def usage(db: Database, guild_id: int, since: datetime) -> Usage:
     """Sum up the server's ledger and tasks since `since`."""
     start = iso(since)
+    # By the tasks started in the period, as the cap counts them: a refund that lands in
+    # the next period still belongs to the period its task was charged in.
+    states = ", ".join(f"'{state}'" for state in SPENDING_STATES)
     totals = await db.fetchone(
-        "SELECT COALESCE(SUM(CASE WHEN reason = 'charge' THEN -delta END), 0) AS charged, "
-        "COALESCE(SUM(CASE WHEN reason = 'refund' THEN delta END), 0) AS refunded "
-        "FROM ledger WHERE guild_id = ? AND created_at >= ?",
+        "SELECT COALESCE(SUM(cost), 0) AS charged, "  # noqa: S608 - constants only
+        f"COALESCE(SUM(CASE WHEN state NOT IN ({states}) THEN cost END), 0) AS refunded "
+        "FROM tasks WHERE guild_id = ? AND created_at >= ?",
         (guild_id, start),
     )
     assert totals is not None
@@ -52,7 +55,6 @@ async def usage(db: Database, guild_id: int, since: datetime) -> Usage:
         "WHERE guild_id = ? AND created_at >= ? GROUP BY duration, sound, state",
         (guild_id, start),
     )
-    states = ", ".join(f"'{state}'" for state in SPENDING_STATES)
     top = await db.fetchall(
         "SELECT user_id, SUM(cost) AS spent FROM tasks "  # noqa: S608 - constants only
         f"WHERE guild_id = ? AND created_at >= ? AND state IN ({states}) "

@@ -224,9 +224,10 @@ async def test_a_weekly_allowance_is_explained_and_new_members_start_with_it(
 ) -> None:
     says = await admin_says(harness, "allowance", amount=520, period="week")
     assert says == (
-        "Every member now gets **520** credits per week: from now on, in each week (UTC) a "
-        "lower balance is raised back to 520 when the member next uses the bot, this one "
-        "included; granted credits above it stay. Refills to **520** on Mon 30 Nov (00:00 UTC)."
+        "Every member now gets **520** credits per week: once in each week (UTC), on the "
+        "member's first use of the bot, a lower balance is raised back to 520; granted credits "
+        "above it stay. Members already topped up this week get the new amount from the next "
+        "one. Refills to **520** on Mon 30 Nov (00:00 UTC)."
     )
     newcomer = new_member(harness, "newcomer")
     description, refill = await my_balance(harness, newcomer)
@@ -460,7 +461,7 @@ async def test_refunded_tasks_do_not_count_against_the_cap(harness: Harness) -> 
     assert "used its budget of 130" in refusal(harness, await generate(harness, second))
 
 
-async def test_the_cap_counts_per_period_and_a_cap_of_zero_removes_it(
+async def test_the_cap_counts_per_period_zero_means_nothing_and_none_removes_it(
     harness: Harness, clock: Clock
 ) -> None:
     await admin(harness, "cap", amount=130, period="day")
@@ -475,7 +476,12 @@ async def test_the_cap_counts_per_period_and_a_cap_of_zero_removes_it(
         harness, await generate(harness, other)
     )
 
-    assert await admin_says(harness, "cap", amount=0, period="day") == (
+    # 0 means what an admin who types it means: nothing may be spent.
+    assert "may now spend **0** credits per day" in await admin_says(
+        harness, "cap", amount=0, period="day"
+    )
+    assert "used its budget of 0 credits" in refusal(harness, await generate(harness, other))
+    assert await admin_says(harness, "cap", amount=0, period="none") == (
         "The server no longer has a spending cap."
     )
     accepted(harness, await generate(harness, other))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,10 +111,14 @@ async def check_invariants(db: Database) -> None:
         assert row["net"] == (0 if refunded else -row["cost"]), dict(row)
 
 
-async def check_limits_after_charge(db: Database, guild: int, now: datetime) -> None:
-    """A reservation that just succeeded left the server and the bot within their limits."""
+async def check_limits_after_charge(
+    db: Database, guild: int, now: datetime, users: Iterable[int] = ()
+) -> None:
+    """A reservation that just succeeded left the server, its members and the bot in limits."""
     rules = await budgets.budget(db, guild)
     async with db.transaction() as conn:
+        for user in users:
+            assert await budgets.active_tasks_in(conn, guild, user) <= rules.max_concurrent
         if rules.cap is not None:
             start = budgets.period_start(rules.cap_period, now)
             assert start is not None
@@ -143,7 +147,7 @@ async def step(db: Database, op: tuple[Any, ...], tasks: list[str], now: list[da
         task_id = await reserve(db, request_for(guild, user, duration, sound))
         if task_id is not None:
             tasks.append(task_id)
-            await check_limits_after_charge(db, guild, now[0])
+            await check_limits_after_charge(db, guild, now[0], [user])
     elif kind == "burst":
         ((duration, sound), _) = op[2]
         started = await asyncio.gather(
@@ -151,9 +155,10 @@ async def step(db: Database, op: tuple[Any, ...], tasks: list[str], now: list[da
         )
         tasks.extend(task_id for task_id in started if task_id is not None)
         # An admin may lower a cap below what was spent; only a new charge must respect it.
-        charged = {g for (g, _), task_id in zip(op[1], started, strict=True) if task_id}
-        for guild in charged:
-            await check_limits_after_charge(db, guild, now[0])
+        charged = {(g, u) for (g, u), task_id in zip(op[1], started, strict=True) if task_id}
+        for guild in {g for g, _ in charged}:
+            users = [u for g, u in charged if g == guild]
+            await check_limits_after_charge(db, guild, now[0], users)
     elif kind == "fail" and tasks:
         task_id = tasks[op[1] % len(tasks)]
         await task_store.finish_with_refund(

@@ -1,0 +1,4 @@
+-- When a member last received their allowance. Refills compare it with the start of the
+-- current period, so switching the period (week → month → week) cannot refill twice.
+ALTER TABLE members ADD COLUMN refilled_at TEXT;
+UPDATE members SET refilled_at = created_at;
