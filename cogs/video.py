@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Literal
 
@@ -10,10 +12,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import generation, texts
-from core.bot import send_private
 from core.cards import prices_text, quote, refill_text, status_line, task_card
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
+from core.replies import answer_failure, send_private
 from core.results import result_view
 from core.validation import check_image_attachment, check_image_url, clean_prompt
 from db import budgets, credits
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY_PAGE_SIZE = 10
+# A live menu answers a click at once; one still unanswered after this long has no handler.
+EXPIRED_MENU_GRACE_SECONDS = 2.0
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
@@ -48,6 +52,26 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
     async def cog_load(self) -> None:
         """Add the message context menu."""
         self.bot.tree.add_command(self.animate_menu)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[VideoBot]) -> None:
+        """Answer clicks on buttons whose menu is gone (it timed out, or the bot restarted).
+
+        Result buttons (`video:…`) always find their handler; a pager or a confirmation
+        lives in memory only, and a click on one nobody handles would otherwise show the
+        member "This interaction failed".
+        """
+        if interaction.type is not discord.InteractionType.component:
+            return
+        custom_id = str(interaction.data.get("custom_id", "")) if interaction.data else ""
+        if custom_id.startswith("video:"):
+            return
+        await asyncio.sleep(EXPIRED_MENU_GRACE_SECONDS)
+        if not interaction.response.is_done():
+            with contextlib.suppress(discord.HTTPException, discord.InteractionResponded):
+                await interaction.response.send_message(
+                    texts.MENU_EXPIRED, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
 
     async def cog_unload(self) -> None:
         """Remove the message context menu."""
@@ -209,8 +233,8 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         await interaction.response.defer(ephemeral=True, thinking=True)
         view = HistoryView(self.bot, interaction.guild_id, interaction.user.id)
         embed = await view.render()
-        await interaction.followup.send(
-            embed=embed, view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
+        view.message = await interaction.followup.send(
+            embed=embed, view=view, ephemeral=True, allowed_mentions=NO_MENTIONS, wait=True
         )
 
 
@@ -255,6 +279,12 @@ class AnimateModal(discord.ui.Modal, title=texts.ANIMATE_TITLE):
         except UserFacingError as refusal:
             await send_private(interaction, refusal.message)
 
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction[VideoBot], error: Exception
+    ) -> None:
+        """Answer the form even when starting the clip failed unexpectedly."""
+        await answer_failure(interaction, error)
+
 
 class HistoryView(discord.ui.View):
     """Pages through a member's tasks, ten at a time."""
@@ -266,6 +296,22 @@ class HistoryView(discord.ui.View):
         self.user_id = user_id
         self.page = 0
         self.pages = 1
+        self.message: discord.WebhookMessage | None = None
+
+    async def on_timeout(self) -> None:
+        """Take the buttons away, so nobody clicks one that can no longer answer."""
+        if self.message is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self.message.edit(view=None)
+
+    async def on_error(  # type: ignore[override]
+        self,
+        interaction: discord.Interaction[VideoBot],
+        error: Exception,
+        item: discord.ui.Item[HistoryView],
+    ) -> None:
+        """Answer the click even when turning the page failed."""
+        await answer_failure(interaction, error)
 
     async def render(self) -> discord.Embed:
         """Return the embed for the current page and set the buttons."""

@@ -16,6 +16,7 @@ from core import texts
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS
 from core.rendering import Renderer
+from core.replies import send_private
 from core.results import DYNAMIC_ITEMS
 from core.settings import Settings
 from db import Database
@@ -52,19 +53,6 @@ class VideoTree(app_commands.CommandTree["VideoBot"]):
             log.exception("Command /%s failed", command, exc_info=error)
             message = texts.OUR_FAULT
         await send_private(interaction, message)
-
-
-async def send_private(interaction: discord.Interaction[Any], message: str) -> None:
-    """Answer privately, whether or not the interaction was acknowledged yet."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        else:
-            await interaction.response.send_message(
-                message, ephemeral=True, allowed_mentions=NO_MENTIONS
-            )
-    except discord.HTTPException:
-        log.warning("Could not tell the member: %s", message)
 
 
 class VideoBot(commands.Bot):

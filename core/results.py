@@ -8,6 +8,7 @@ may spend on them, and only the requester or an admin may delete the post.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,6 +18,7 @@ import discord
 from core import generation, texts
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin
+from core.replies import answer_failure
 from db import tasks as task_store
 from db.tasks import Task
 from provider.models import GenerationRequest, price
@@ -92,7 +94,7 @@ async def offer(interaction: discord.Interaction[VideoBot], task_id: str, change
     cost = price(request.duration, request.sound)
     await interaction.response.send_message(
         texts.offer_take(take=texts.TAKES[change], task_id=task.id, cost=cost),
-        view=ConfirmTake(task, change),
+        view=ConfirmTake(task, change, interaction),
         ephemeral=True,
         allowed_mentions=NO_MENTIONS,
     )
@@ -101,11 +103,29 @@ async def offer(interaction: discord.Interaction[VideoBot], task_id: str, change
 class ConfirmTake(discord.ui.View):
     """The requester's yes or no to a charged new take."""
 
-    def __init__(self, task: Task, change: Change) -> None:
+    def __init__(self, task: Task, change: Change, origin: discord.Interaction[VideoBot]) -> None:
         super().__init__(timeout=CONFIRM_SECONDS)
         self.task = task
         self.change = change
+        self.origin = origin
         self.answered = False
+
+    async def on_timeout(self) -> None:
+        """Take the buttons away once the offer lapses; nothing was charged."""
+        if not self.answered:
+            with contextlib.suppress(discord.HTTPException):
+                await self.origin.edit_original_response(
+                    content=texts.TAKE_EXPIRED, view=None, allowed_mentions=NO_MENTIONS
+                )
+
+    async def on_error(  # type: ignore[override]
+        self,
+        interaction: discord.Interaction[VideoBot],
+        error: Exception,
+        item: discord.ui.Item[ConfirmTake],
+    ) -> None:
+        """Answer the click even when starting the take failed unexpectedly."""
+        await answer_failure(interaction, error)
 
     async def interaction_check(self, interaction: discord.Interaction[VideoBot]) -> bool:  # type: ignore[override]
         """Only the requester answers (the message is private to them anyway)."""
@@ -181,7 +201,10 @@ class RerollButton(
 
     async def callback(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
         """Offer the reroll with its cost."""
-        await offer(interaction, self.task_id, "reroll")
+        try:
+            await offer(interaction, self.task_id, "reroll")
+        except Exception as error:
+            await answer_failure(interaction, error)
 
 
 class VariantButton(
@@ -217,7 +240,10 @@ class VariantButton(
 
     async def callback(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
         """Offer the variant with its cost."""
-        await offer(interaction, self.task_id, self.change)
+        try:
+            await offer(interaction, self.task_id, self.change)
+        except Exception as error:
+            await answer_failure(interaction, error)
 
 
 class DeleteButton(

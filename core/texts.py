@@ -245,6 +245,7 @@ AMOUNT_MAX_CONCURRENT = "max_concurrent"
 
 NOT_HERE = "You cannot use this command here."
 OUR_FAULT = "Something went wrong on our side. Try again shortly."
+MENU_EXPIRED = "These buttons have expired (or the bot restarted). Run the command again."
 
 # Posting the clip and refunding -----------------------------------------------------------
 
@@ -321,6 +322,7 @@ def offer_take(*, take: str, task_id: str, cost: int) -> str:
 
 TAKE_CANCELLED = "Cancelled; nothing was charged."
 TAKE_STARTING = "Starting the new take…"
+TAKE_EXPIRED = "This offer expired; nothing was charged. Use the button under the clip again."
 TAKE_ALREADY_ANSWERED = "This offer was already answered."
 TAKES_ONLY_IN_SERVER = (
     "New takes are charged to the server, so they start there: use the buttons under the "
