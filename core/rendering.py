@@ -443,6 +443,15 @@ class Renderer:
                 return message.id, task.channel_id, "link"
             if not isinstance(error, discord.Forbidden | discord.NotFound):
                 raise
+            if clip is not None and isinstance(error, discord.Forbidden):
+                # Maybe only Attach Files is missing: the link still belongs in the channel.
+                try:
+                    message = await self._send(
+                        channel, task, None, texts.NO_UPLOAD_HERE, mentions, nonce + "l"
+                    )
+                    return message.id, task.channel_id, "link"
+                except (discord.Forbidden, discord.NotFound):
+                    pass
             log.info("Cannot post task %s in its channel (%s); trying a DM", task.id, error)
         try:
             user = await self.bot.fetch_user(task.user_id)

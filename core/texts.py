@@ -260,6 +260,7 @@ def still_rendering(*, minutes: float) -> str:
 
 
 TOO_LARGE_TO_UPLOAD = "It is too large to upload here, so here is the link:"
+NO_UPLOAD_HERE = "The bot may not upload files in this channel, so here is the link:"
 NOT_FETCHED = "It could not be fetched for upload; here is the link:"
 COULD_NOT_POST_IN_CHANNEL = "(The bot could not post in the channel where you asked.)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import unicodedata
 from urllib.parse import urlsplit
 
@@ -68,9 +69,13 @@ def _is_local(host: str) -> bool:
     ):
         return True
     try:
-        address = ipaddress.ip_address(name)
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(name)
     except ValueError:
-        return False
+        try:
+            # The shorthand forms fetchers still accept: 127.1, 0177.0.0.1, 0x7f.1
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return False
     return not address.is_global
 
 

@@ -52,6 +52,9 @@ URL_CASES: list[tuple[str, str, str]] = [
     ("link-local metadata", "http://169.254.169.254/latest", "public web address"),
     ("IPv6 loopback", "http://[::1]/a.png", "public web address"),
     ("integer address", "http://2130706433/a.png", "public web address"),
+    ("shorthand loopback", "http://127.1/a.png", "public web address"),
+    ("octal loopback", "http://0177.0.0.1/a.png", "public web address"),
+    ("hex private", "http://0x0a.0.0.1/a.png", "public web address"),
     ("public address", "https://example.com/cat.png", ACCEPTED),
 ]
 

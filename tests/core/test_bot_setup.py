@@ -132,6 +132,8 @@ async def test_no_secret_reaches_the_logs_or_the_database_at_debug(
     assert len(caplog.records) > 50  # DEBUG really was on
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("bot.db*"))
+    sent = repr([(r.path, r.query, r.json) for r in fake.requests])
     for secret in (TOKEN, API_KEY):
         assert secret not in logged
         assert secret.encode() not in stored
+        assert secret not in sent  # nothing the bot told Discord carries either secret

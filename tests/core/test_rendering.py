@@ -379,3 +379,13 @@ async def test_a_success_without_a_clip_is_refunded(harness: Harness) -> None:
     assert "sent no clip" in (failed.error or "")
     assert await harness.balance() == 260
     assert clip_posts(harness.fake, harness.fake.channel_id) == []
+
+
+async def test_a_channel_without_attach_files_gets_the_link_there(harness: Harness) -> None:
+    fake = harness.fake
+    fake.fail_next("POST", rf"^/channels/{fake.channel_id}/messages$", 403, code=50013)
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done")
+    assert task.delivered_via == "link" and fake.dm_messages(fake.user_id) == []
+    [post] = clip_posts(fake, fake.channel_id)
+    assert post["attachments"] == [] and task.result_urls[0] in str(post["content"])
