@@ -22,6 +22,7 @@ from db import tasks as task_store
 from db.credits import NotEnoughCredits
 from db.tasks import NewTask, Task, TaskState
 from provider import errors as provider_errors
+from provider.client import GATEWAY_ERRORS
 from provider.models import GenerationRequest, price
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ def _may_have_reached_the_provider(error: provider_errors.ProviderError) -> bool
     """Whether the provider may have created the task although we got no usable answer."""
     if isinstance(error, provider_errors.ProviderTimeout | provider_errors.ProviderBadResponse):
         return True
+    if isinstance(error, provider_errors.ProviderServerError):
+        return error.status in GATEWAY_ERRORS  # a proxy may have passed it on
     return isinstance(error, provider_errors.ProviderUnavailable) and error.request_sent
 
 

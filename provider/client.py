@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 64 * 1024
 USER_AGENT = "seedance-video-bot"
 MAX_RETRY_AFTER = 60.0
+GATEWAY_ERRORS = frozenset({502, 504})
 
 
 class SeedanceClient:
@@ -271,8 +272,12 @@ class SeedanceClient:
         return data
 
     def _should_retry(self, exc: ProviderError, idempotent: bool) -> bool:
-        if isinstance(exc, ProviderServerError | ProviderRateLimited):
+        if isinstance(exc, ProviderRateLimited):
             return True
+        if isinstance(exc, ProviderServerError):
+            # A gateway error (502, 504) comes from a proxy that may have passed the request
+            # on: resending a generate could create, and bill, a second task.
+            return idempotent or exc.status not in GATEWAY_ERRORS
         if isinstance(exc, ProviderUnavailable):
             # A connection that broke after sending is as ambiguous as a timeout.
             return idempotent or not exc.request_sent

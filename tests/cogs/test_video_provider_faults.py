@@ -110,3 +110,14 @@ async def test_a_refund_notice_discord_will_not_take_does_not_break_the_command(
     harness.fake.fail_next("POST", r"^/webhooks/", 429, count=5, retry_after=0.01)
     await submit(harness)
     await assert_refunded(harness, "uncertain")  # and the fixture sees no ERROR in the log
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateway_error_on_submission_is_not_resent_and_is_uncertain(
+    harness: Harness, status: int
+) -> None:
+    """A proxy's 502/504 may hide a task the provider did create: resending could bill twice."""
+    harness.simulator.fail_next("generate", status)
+    await submit(harness)
+    await assert_refunded(harness, "uncertain")
+    assert len(harness.simulator.requests_to("generate")) == 1
