@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import discord
 
@@ -171,7 +171,34 @@ class ConfirmTake(discord.ui.View):
         )
 
 
+class TaskButton:
+    """What the buttons under a clip share: rebuilt from their custom id, errors answered."""
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> Self:
+        """Rebuild the button from a click (after a restart too): the id says everything."""
+        return cls(**match.groupdict())
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> Any:
+        """Act on the click, and answer it privately even if acting fails."""
+        try:
+            await self.act(interaction)
+        except Exception as error:
+            await answer_failure(interaction, error)
+
+    async def act(self, interaction: discord.Interaction[VideoBot]) -> None:
+        """Do what the button is for."""
+        raise NotImplementedError
+
+
 class RerollButton(
+    TaskButton,
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=rf"video:reroll:{TASK_ID}",
 ):
@@ -188,26 +215,13 @@ class RerollButton(
         )
         self.task_id = task_id
 
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> RerollButton:
-        """Rebuild the button from a click (after a restart too)."""
-        return cls(match["task_id"])
-
-    async def callback(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
+    async def act(self, interaction: discord.Interaction[VideoBot]) -> None:
         """Offer the reroll with its cost."""
-        try:
-            await offer(interaction, self.task_id, "reroll")
-        except Exception as error:
-            await answer_failure(interaction, error)
+        await offer(interaction, self.task_id, "reroll")
 
 
 class VariantButton(
+    TaskButton,
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=rf"video:vary:(?P<change>long|sound):{TASK_ID}",
 ):
@@ -226,27 +240,13 @@ class VariantButton(
         self.task_id = task_id
         self.change: Literal["long", "sound"] = change
 
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> VariantButton:
-        """Rebuild the button from a click (after a restart too)."""
-        change: Literal["long", "sound"] = "long" if match["change"] == "long" else "sound"
-        return cls(match["task_id"], change)
-
-    async def callback(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
+    async def act(self, interaction: discord.Interaction[VideoBot]) -> None:
         """Offer the variant with its cost."""
-        try:
-            await offer(interaction, self.task_id, self.change)
-        except Exception as error:
-            await answer_failure(interaction, error)
+        await offer(interaction, self.task_id, self.change)
 
 
 class DeleteButton(
+    TaskButton,
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=rf"video:delete:{TASK_ID}",
 ):
@@ -263,18 +263,7 @@ class DeleteButton(
         )
         self.task_id = task_id
 
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> DeleteButton:
-        """Rebuild the button from a click (after a restart too)."""
-        return cls(match["task_id"])
-
-    async def callback(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
+    async def act(self, interaction: discord.Interaction[VideoBot]) -> None:
         """Delete the message carrying the clip, if the clicker may."""
         task = await _task_for(interaction, self.task_id)
         if task is None:
