@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
-from tests.fakediscord import FakeDiscord, make_member, make_user, new_snowflake
+from tests.fakediscord import BOT_PERMISSIONS, FakeDiscord, make_member, make_user, new_snowflake
 
 if TYPE_CHECKING:
     from discord.types.gateway import InteractionCreateEvent
@@ -65,16 +65,8 @@ DEFAULT_MEMBER_PERMISSIONS = discord.Permissions(
     add_reactions=True,
     use_application_commands=True,
 ).value
-DEFAULT_APP_PERMISSIONS = discord.Permissions(
-    view_channel=True,
-    send_messages=True,
-    send_messages_in_threads=True,
-    read_message_history=True,
-    embed_links=True,
-    attach_files=True,
-    add_reactions=True,
-    use_external_emojis=True,
-).value
+# What the fake's guild grants the bot is what interactions report as its permissions.
+DEFAULT_APP_PERMISSIONS = BOT_PERMISSIONS
 DEFAULT_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 
 
