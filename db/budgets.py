@@ -48,12 +48,6 @@ def next_period_start(period: Period, moment: datetime) -> datetime | None:
     return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
-def period_key(period: Period, moment: datetime) -> str | None:
-    """Name the period holding `moment`, e.g. `week:2026-11-23`, to know if it was refilled."""
-    start = period_start(period, moment)
-    return None if start is None else f"{period}:{start.date().isoformat()}"
-
-
 class BudgetRefusal(Exception):
     """A generation refused by a budget rule, before anything is charged."""
 
@@ -85,11 +79,6 @@ class OperatorCeilingReached(BudgetRefusal):
         self.ceiling = ceiling
         self.spent = spent
         self.resets_at = resets_at
-
-
-def describe_day(moment: datetime) -> str:
-    """Say a date the way the refusal messages do: `Tue 1 Dec`."""
-    return f"{moment:%a} {moment.day} {moment:%b}"
 
 
 @dataclass(frozen=True)
