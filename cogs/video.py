@@ -21,7 +21,8 @@ from core.validation import check_image_attachment, check_image_url, clean_promp
 from db import budgets, credits
 from db import now as db_now
 from db import tasks as task_store
-from db.tasks import Task, TaskState
+from db.states import TaskState
+from db.tasks import Task
 from provider.models import MAX_PROMPT_LENGTH, GenerationRequest
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ import discord
 
 from core import texts
 from db.budgets import Allowance
-from db.tasks import Task, TaskState
+from db.states import TaskState
+from db.tasks import Task
 from provider.models import PRICES
 
 _COLOURS = {

@@ -20,7 +20,8 @@ from db import budgets
 from db import now as db_now
 from db import tasks as task_store
 from db.credits import NotEnoughCredits
-from db.tasks import NewTask, Task, TaskState
+from db.states import TaskState
+from db.tasks import NewTask, Task
 from provider import errors as provider_errors
 from provider.client import GATEWAY_ERRORS
 from provider.models import GenerationRequest, price

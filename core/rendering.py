@@ -25,7 +25,8 @@ from core.members import requester_only
 from core.results import result_view
 from db import credits, iso, now, utcnow
 from db import tasks as task_store
-from db.tasks import Task, TaskState
+from db.states import TaskState
+from db.tasks import Task
 from provider.errors import ClipTooLarge, ProviderError
 
 if TYPE_CHECKING:

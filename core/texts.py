@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from db.tasks import TaskState
+from db.states import TaskState
 
 # Words shared by several features ---------------------------------------------------------
 

@@ -14,14 +14,12 @@ from typing import Literal
 import aiosqlite
 
 from db import Database, iso, utcnow
+from db.states import ACTIVE, SPENDING, sql_list
 
 Period = Literal["day", "week", "month", "none"]
 CapPeriod = Literal["day", "week", "month"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month", "none")
 DEFAULT_MAX_CONCURRENT = 2
-# Tasks in these states were charged and not given back: they count against caps.
-SPENDING_STATES = ("submitting", "rendering", "delivering", "done")
-ACTIVE_STATES = ("submitting", "rendering", "delivering")
 
 
 def period_start(period: Period, moment: datetime) -> datetime | None:
@@ -162,7 +160,7 @@ async def member_allowance(
 
 async def spent_in(conn: aiosqlite.Connection, guild_id: int | None, since: datetime) -> int:
     """Return credits charged since `since` net of refunds (one server, or all when None)."""
-    states = ", ".join(f"'{state}'" for state in SPENDING_STATES)
+    states = sql_list(SPENDING)
     async with conn.execute(
         f"SELECT COALESCE(SUM(cost), 0) FROM tasks WHERE created_at >= ? AND state IN ({states}) "  # noqa: S608 - constants only
         "AND (? IS NULL OR guild_id = ?)",
@@ -174,7 +172,7 @@ async def spent_in(conn: aiosqlite.Connection, guild_id: int | None, since: date
 
 async def active_tasks_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> int:
     """Return how many of the member's tasks are submitted and not yet delivered or refunded."""
-    states = ", ".join(f"'{state}'" for state in ACTIVE_STATES)
+    states = sql_list(ACTIVE)
     async with conn.execute(
         f"SELECT COUNT(*) FROM tasks WHERE guild_id = ? AND user_id = ? AND state IN ({states})",  # noqa: S608 - constants only
         (guild_id, user_id),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from db import Database, iso
-from db.budgets import SPENDING_STATES
+from db.states import SPENDING, sql_list
 
 LEDGER_COLUMNS = (
     "created_at",
@@ -42,7 +42,7 @@ async def usage(db: Database, guild_id: int, since: datetime) -> Usage:
     start = iso(since)
     # By the tasks started in the period, as the cap counts them: a refund that lands in
     # the next period still belongs to the period its task was charged in.
-    states = ", ".join(f"'{state}'" for state in SPENDING_STATES)
+    states = sql_list(SPENDING)
     totals = await db.fetchone(
         "SELECT COALESCE(SUM(cost), 0) AS charged, "  # noqa: S608 - constants only
         f"COALESCE(SUM(CASE WHEN state NOT IN ({states}) THEN cost END), 0) AS refunded "

@@ -19,42 +19,13 @@ import sqlite3
 import statistics
 from collections.abc import Collection
 from dataclasses import dataclass
-from enum import StrEnum
 
 import aiosqlite
 
 from db import Database, budgets, utcnow
 from db import now as current_time
 from db.credits import charge_task, ensure_member, refund_task
-
-
-class TaskState(StrEnum):
-    """Where a task is in its life."""
-
-    SUBMITTING = "submitting"
-    RENDERING = "rendering"
-    DELIVERING = "delivering"
-    DONE = "done"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    UNCERTAIN = "uncertain"
-    TIMED_OUT = "timed_out"
-
-    @property
-    def finished(self) -> bool:
-        """Whether nothing more will happen to the task."""
-        return self in _FINISHED
-
-    @property
-    def refunded(self) -> bool:
-        """Whether entering this state gave the credits back."""
-        return self in _REFUNDED
-
-
-_REFUNDED = frozenset(
-    {TaskState.FAILED, TaskState.REJECTED, TaskState.UNCERTAIN, TaskState.TIMED_OUT}
-)
-_FINISHED = _REFUNDED | {TaskState.DONE}
+from db.states import TaskState
 
 
 @dataclass(frozen=True)

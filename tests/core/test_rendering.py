@@ -9,7 +9,8 @@ import pytest
 
 from db import Database, credits
 from db import tasks as task_store
-from db.tasks import NewTask, Task, TaskState
+from db.states import TaskState
+from db.tasks import NewTask, Task
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
 from tests.harness import Harness, bot_settings, running_bot

@@ -24,7 +24,8 @@ import db as db_module
 from db import Database, budgets, credits
 from db import tasks as task_store
 from db.credits import NotEnoughCredits
-from db.tasks import NewTask, TaskState
+from db.states import TaskState
+from db.tasks import NewTask
 from provider.models import PRICES
 
 GUILDS = (1, 2)

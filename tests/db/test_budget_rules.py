@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import db as db_module
 from db import Database, budgets, credits, reports
 from db import tasks as task_store
-from db.tasks import NewTask, TaskState
+from db.states import TaskState
+from db.tasks import NewTask
 
 GUILD, USER, ROLE, ADMIN = 1, 11, 500, 99
 WEDNESDAY = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -9,7 +9,8 @@ import pytest
 from db import Database, budgets, credits
 from db import tasks as task_store
 from db.credits import NotEnoughCredits
-from db.tasks import NewTask, TaskState
+from db.states import TaskState
+from db.tasks import NewTask
 
 GUILD, USER, ADMIN = 10, 20, 30
 
