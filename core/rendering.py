@@ -26,7 +26,7 @@ from core.results import result_view
 from db import credits, iso, now, utcnow
 from db import tasks as task_store
 from db.states import TaskState
-from db.tasks import Task
+from db.tasks import RenderTimes, Task
 from provider.errors import ClipTooLarge, ProviderError
 
 if TYPE_CHECKING:
@@ -50,6 +50,9 @@ PROGRESS_EVERY_SECONDS = 15.0
 PROGRESS_GAP_SECONDS = 1.0
 # How long a preset's learned render times are reused before they are read again.
 EXPECTATION_TTL_SECONDS = 30.0
+# Polls are scheduled by a preset's past renders once there are this many to go on; a card's
+# "usually about" estimate needs only one.
+SCHEDULE_FROM_RENDERS = 3
 
 
 class Renderer:
@@ -75,7 +78,7 @@ class Renderer:
         self.progress_gap = PROGRESS_GAP_SECONDS
         self._progress_shown: dict[str, float] = {}
         self._progress_waiting: dict[str, float] = {}
-        self._expectations: dict[tuple[int, bool], tuple[float, tuple[float, float] | None]] = {}
+        self._expectations: dict[tuple[int, bool], tuple[float, RenderTimes | None]] = {}
         self._next_progress_edit = 0.0
 
     @property
@@ -123,13 +126,13 @@ class Renderer:
         base = self.bot.settings.poll_interval_seconds
         return float(min(base * 1.5**attempts, base * 6))
 
-    async def expectation(self, duration: int, sound: bool) -> tuple[float, float] | None:
-        """Return how long renders of this preset took lately (shortest, longest), cached."""
+    async def expectation(self, duration: int, sound: bool) -> RenderTimes | None:
+        """Return how long renders of this preset took lately, cached for a while."""
         moment = time.monotonic()
         cached = self._expectations.get((duration, sound))
         if cached is not None and cached[0] > moment:
             return cached[1]
-        found = await task_store.render_time_range(self.bot.db, duration, sound)
+        found = await task_store.recent_render_times(self.bot.db, duration, sound)
         self._expectations[(duration, sound)] = (moment + EXPECTATION_TTL_SECONDS, found)
         return found
 
@@ -141,7 +144,9 @@ class Renderer:
         """
         base = self.bot.settings.poll_interval_seconds
         expected = await self.expectation(duration, sound)
-        return base if expected is None else max(base, expected[0] - base)
+        if expected is None or expected.count < SCHEDULE_FROM_RENDERS:
+            return base
+        return max(base, expected.shortest - base)
 
     async def next_poll_delay(self, task: Task) -> float:
         """Return the gap before polling a still-running task again.
@@ -152,9 +157,9 @@ class Renderer:
         """
         base = self.bot.settings.poll_interval_seconds
         expected = await self.expectation(task.duration, task.sound)
-        if expected is None or task.submitted_at is None:
+        if expected is None or expected.count < SCHEDULE_FROM_RENDERS or task.submitted_at is None:
             return self.interval(task.poll_attempts + 1)
-        low, high = expected
+        low, high = expected.shortest, expected.longest
         elapsed = self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
         if elapsed < low - base:
             return max(base, low - base - elapsed)
@@ -308,7 +313,8 @@ class Renderer:
         self._progress_shown[task.id] = moment
         self._next_progress_edit = moment + self.progress_gap
         elapsed = self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
-        typical = await task_store.typical_render_seconds(self.bot.db, task.duration, task.sound)
+        expected = await self.expectation(task.duration, task.sound)
+        typical = None if expected is None else expected.median
         await self._update_card(task.id, progress=progress_text(elapsed, typical))
 
     def _progress_turn(self, task_id: str, moment: float) -> bool:

@@ -393,22 +393,20 @@ async def search(
     return [Task.from_row(row) for row in rows]
 
 
-async def typical_render_seconds(db: Database, duration: int, sound: bool) -> float | None:
-    """Return the median render time of the last 20 finished tasks of this preset."""
-    rows = await db.fetchall(
-        "SELECT (julianday(finished_at) - julianday(submitted_at)) * 86400.0 AS seconds "
-        "FROM tasks WHERE state = 'done' AND duration = ? AND sound = ? "
-        "AND submitted_at IS NOT NULL ORDER BY finished_at DESC LIMIT 20",
-        (duration, int(sound)),
-    )
-    seconds = [float(row["seconds"]) for row in rows if row["seconds"] is not None]
-    return statistics.median(seconds) if seconds else None
+@dataclass(frozen=True)
+class RenderTimes:
+    """How long recent renders of one preset took, submission to delivery (seconds)."""
+
+    shortest: float
+    longest: float
+    median: float
+    count: int
 
 
-async def render_time_range(
+async def recent_render_times(
     db: Database, duration: int, sound: bool, *, sample: int = 20
-) -> tuple[float, float] | None:
-    """Return the (shortest, longest) recent render of this preset, or None below 3 samples.
+) -> RenderTimes | None:
+    """Return the spread of the preset's last `sample` renders, or None before the first.
 
     A render is measured from submission to delivery, so it includes up to one polling
     gap of lateness; callers allow for that.
@@ -420,9 +418,9 @@ async def render_time_range(
         (duration, int(sound), sample),
     )
     seconds = sorted(float(row["seconds"]) for row in rows if row["seconds"] is not None)
-    if len(seconds) < 3:
+    if not seconds:
         return None
-    return seconds[0], seconds[-1]
+    return RenderTimes(seconds[0], seconds[-1], statistics.median(seconds), len(seconds))
 
 
 async def spread_overdue(db: Database, now: float, *, per_second: float) -> int:
