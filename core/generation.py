@@ -36,13 +36,14 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 async def start(
     bot: VideoBot, interaction: discord.Interaction[VideoBot], request: GenerationRequest
-) -> Task | None:
-    """Charge for `request`, show its card and submit it; return the task (None if refused late).
+) -> None:
+    """Charge for `request`, show its card and submit it.
 
     Raises UserFacingError, before anything is charged, when a budget rule says no.
     """
     assert interaction.guild_id is not None and interaction.channel_id is not None
     cost = price(request.duration, request.sound)
+    roles = member_role_ids(interaction.user)
     try:
         task, balance_left = await task_store.reserve(
             bot.db,
@@ -59,15 +60,12 @@ async def start(
                 upload_limit=interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,
             ),
             starting_credits=bot.settings.default_credits,
-            roles=member_role_ids(interaction.user),
+            roles=roles,
             max_credits_per_day=bot.settings.max_credits_per_day,
         )
     except NotEnoughCredits as refusal:
         allowance = await budgets.member_allowance(
-            bot.db,
-            interaction.guild_id,
-            member_role_ids(interaction.user),
-            bot.settings.default_credits,
+            bot.db, interaction.guild_id, roles, bot.settings.default_credits
         )
         raise UserFacingError(
             texts.not_enough_credits(
@@ -99,7 +97,6 @@ async def start(
         raise UserFacingError(texts.start_failed(cost=task.cost, balance=balance)) from None
     finally:
         bot.renderer.submitting.discard(task.id)
-    return task
 
 
 def refusal_for(error: provider_errors.ProviderError) -> tuple[TaskState, str]:

@@ -21,7 +21,7 @@ import discord
 
 from core import texts
 from core.cards import progress_text, quote, task_card
-from core.members import requester_only
+from core.members import NO_MENTIONS, requester_only
 from core.results import result_view
 from db import credits, iso, now, utcnow
 from db import tasks as task_store
@@ -195,14 +195,14 @@ class Renderer:
     async def tick(self) -> float:
         """Start work on due tasks while there is room; return how long to sleep."""
         db = self.bot.db
-        now = self.clock()
-        if now >= self._last_sweep + self.sweep_every:
-            self._last_sweep = now
+        moment = self.clock()
+        if moment >= self._last_sweep + self.sweep_every:
+            self._last_sweep = moment
             await self.refund_stranded()
         room = self.concurrency - len(self._in_flight)
         if room <= 0:
             return MAX_IDLE_SECONDS  # a finishing job wakes the loop
-        for task in await task_store.due(db, now, limit=room, exclude=self._in_flight):
+        for task in await task_store.due(db, moment, limit=room, exclude=self._in_flight):
             job = asyncio.create_task(self._handle(task), name=f"video-task-{task.id}")
             self._in_flight[task.id] = job
         if len(self._in_flight) >= self.concurrency:
@@ -358,12 +358,12 @@ class Renderer:
             await self._finish_delivery(task, "none", None, None)
             return
         with tempfile.TemporaryDirectory(prefix="seedance-") as folder:
-            clip: Path | None = Path(folder) / f"seedance-{task.id}.mp4"
-            assert clip is not None
+            download = Path(folder) / f"seedance-{task.id}.mp4"
+            clip: Path | None = download
             note = ""
             try:
                 await self.bot.provider.download(
-                    task.result_urls[0], clip, max_bytes=task.upload_limit
+                    task.result_urls[0], download, max_bytes=task.upload_limit
                 )
             except ClipTooLarge:
                 clip, note = None, texts.TOO_LARGE_TO_UPLOAD
@@ -406,7 +406,7 @@ class Renderer:
             user = await self.bot.fetch_user(task.user_id)
             await user.send(
                 texts.clip_ready_dm(task_id=task.id, jump=jump),
-                allowed_mentions=discord.AllowedMentions.none(),
+                allowed_mentions=NO_MENTIONS,
             )
         except discord.HTTPException as error:
             log.info("Could not DM the requester of task %s: %s", task.id, error)
@@ -534,7 +534,7 @@ class Renderer:
         try:
             await channel.get_partial_message(task.card_message_id).edit(
                 embed=task_card(task, progress=progress),
-                allowed_mentions=discord.AllowedMentions.none(),
+                allowed_mentions=NO_MENTIONS,
             )
         except discord.HTTPException:
             log.info("Could not update the card of task %s", task.id)

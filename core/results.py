@@ -18,7 +18,7 @@ import discord
 from core import generation, texts
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin
-from core.replies import answer_failure
+from core.replies import answer_failure, send_private
 from db import tasks as task_store
 from db.tasks import Task
 from provider.models import GenerationRequest, price
@@ -64,17 +64,10 @@ def result_view(task: Task, *, in_dm: bool = False) -> discord.ui.View:
     return view
 
 
-async def _send_private(interaction: discord.Interaction[Any], text: str) -> None:
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-
-
 async def _task_for(interaction: discord.Interaction[VideoBot], task_id: str) -> Task | None:
     task = await task_store.get(interaction.client.db, task_id)
     if task is None or task.guild_id != (interaction.guild_id or task.guild_id):
-        await _send_private(interaction, texts.CLIP_UNKNOWN)
+        await send_private(interaction, texts.CLIP_UNKNOWN)
         return None
     return task
 
@@ -85,10 +78,10 @@ async def offer(interaction: discord.Interaction[VideoBot], task_id: str, change
     if task is None:
         return
     if interaction.user.id != task.user_id:
-        await _send_private(interaction, texts.takes_only_by_requester(user_id=task.user_id))
+        await send_private(interaction, texts.takes_only_by_requester(user_id=task.user_id))
         return
     if interaction.guild_id is None:
-        await _send_private(interaction, texts.TAKES_ONLY_IN_SERVER)
+        await send_private(interaction, texts.TAKES_ONLY_IN_SERVER)
         return
     request = variant_of(task, change)
     cost = price(request.duration, request.sound)
@@ -136,17 +129,8 @@ class ConfirmTake(discord.ui.View):
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[ConfirmTake]
     ) -> None:
         """Charge and start the new take; its card is posted in the channel."""
-        if self.answered:
-            # A second click that arrived with the first: one confirmation, one take.
-            await _send_private(interaction, texts.TAKE_ALREADY_ANSWERED)
+        if not await self._answer(interaction, texts.TAKE_STARTING):
             return
-        self.answered = True
-        self.stop()
-        # Answer by taking the buttons away, so the confirmation cannot be used again;
-        # the new card follows as its own public message.
-        await interaction.response.edit_message(
-            content=texts.TAKE_STARTING, view=None, allowed_mentions=NO_MENTIONS
-        )
         try:
             await generation.start(
                 interaction.client, interaction, variant_of(self.task, self.change)
@@ -161,14 +145,22 @@ class ConfirmTake(discord.ui.View):
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[ConfirmTake]
     ) -> None:
         """Drop the offer; nothing is charged."""
+        await self._answer(interaction, texts.TAKE_CANCELLED)
+
+    async def _answer(self, interaction: discord.Interaction[VideoBot], text: str) -> bool:
+        """Take the offer's one answer, replacing its buttons with `text`; False if taken.
+
+        Two clicks can arrive together: only the first may start (and charge for) a take.
+        """
         if self.answered:
-            await _send_private(interaction, texts.TAKE_ALREADY_ANSWERED)
-            return
+            await send_private(interaction, texts.TAKE_ALREADY_ANSWERED)
+            return False
         self.answered = True
         self.stop()
         await interaction.response.edit_message(
-            content=texts.TAKE_CANCELLED, view=None, allowed_mentions=NO_MENTIONS
+            content=text, view=None, allowed_mentions=NO_MENTIONS
         )
+        return True
 
 
 class TaskButton:
@@ -269,7 +261,7 @@ class DeleteButton(
         if task is None:
             return
         if interaction.user.id != task.user_id and not is_server_admin(interaction):
-            await _send_private(interaction, texts.delete_only_by_requester(user_id=task.user_id))
+            await send_private(interaction, texts.delete_only_by_requester(user_id=task.user_id))
             return
         clicked = interaction.message
         message: discord.Message | discord.PartialMessage | None = clicked
@@ -277,17 +269,17 @@ class DeleteButton(
             # Clicked under /video status (a private copy): delete the post it stands for.
             message = _recorded_post(interaction.client, task)
         if message is None:
-            await _send_private(interaction, texts.NO_POST_TO_DELETE)
+            await send_private(interaction, texts.NO_POST_TO_DELETE)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             await message.delete()
         except discord.HTTPException as error:
             log.info("Could not delete the post of task %s: %s", task.id, error)
-            await _send_private(interaction, texts.DELETE_REFUSED)
+            await send_private(interaction, texts.DELETE_REFUSED)
             return
         log.info("User %d deleted the post of task %s", interaction.user.id, task.id)
-        await _send_private(interaction, texts.deleted(task_id=task.id))
+        await send_private(interaction, texts.deleted(task_id=task.id))
 
 
 def _recorded_post(bot: VideoBot, task: Task) -> discord.PartialMessage | None:
