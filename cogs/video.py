@@ -17,7 +17,13 @@ from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
 from core.replies import answer_failure, send_private
 from core.results import result_view
-from core.validation import check_image_attachment, check_image_url, clean_prompt
+from core.validation import (
+    IMAGE_TYPES,
+    check_image_attachment,
+    check_image_url,
+    clean_prompt,
+    media_type,
+)
 from db import budgets, credits
 from db import now as db_now
 from db import tasks as task_store
@@ -33,7 +39,6 @@ log = logging.getLogger(__name__)
 HISTORY_PAGE_SIZE = 10
 # A live menu answers a click at once; one still unanswered after this long has no handler.
 EXPIRED_MENU_GRACE_SECONDS = 2.0
-DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
 @app_commands.guild_only()
@@ -53,6 +58,10 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
     async def cog_load(self) -> None:
         """Add the message context menu."""
         self.bot.tree.add_command(self.animate_menu)
+
+    async def cog_unload(self) -> None:
+        """Remove the message context menu."""
+        self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[VideoBot]) -> None:
@@ -74,16 +83,12 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
                     texts.MENU_EXPIRED, ephemeral=True, allowed_mentions=NO_MENTIONS
                 )
 
-    async def cog_unload(self) -> None:
-        """Remove the message context menu."""
-        self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
-
     async def animate_image(
         self, interaction: discord.Interaction[VideoBot], message: discord.Message
     ) -> None:
         """Ask for a prompt, then animate the first image attached to the message."""
         image = next(
-            (a for a in message.attachments if (a.content_type or "").startswith("image/")),
+            (a for a in message.attachments if media_type(a) in IMAGE_TYPES),
             None,
         )
         if image is None:

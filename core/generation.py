@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Discord's upload limit where nothing raises it: servers without boosts, and DMs.
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 

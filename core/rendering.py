@@ -21,6 +21,7 @@ import discord
 
 from core import texts
 from core.cards import progress_text, quote, task_card
+from core.generation import DEFAULT_UPLOAD_LIMIT
 from core.members import NO_MENTIONS, requester_only
 from core.results import result_view
 from db import credits, iso, now, utcnow
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 DOWNLOAD_ATTEMPTS = 3
 DELIVERY_ATTEMPTS = 6
-DM_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_IDLE_SECONDS = 30.0
 # A charged task whose submission has not finished after this long, and that no command of
 # this run is still submitting, was cut off: it is refunded at the next sweep.
@@ -463,7 +463,7 @@ class Renderer:
         try:
             user = await self.bot.fetch_user(task.user_id)
             dm = await user.create_dm()
-            if clip is not None and clip.stat().st_size > DM_UPLOAD_LIMIT:  # noqa: ASYNC240 - one local stat
+            if clip is not None and clip.stat().st_size > DEFAULT_UPLOAD_LIMIT:  # noqa: ASYNC240 - one local stat
                 clip, note = None, texts.TOO_LARGE_TO_UPLOAD
             message = await self._send(
                 dm,

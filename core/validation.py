@@ -79,10 +79,14 @@ def _is_local(host: str) -> bool:
     return not address.is_global
 
 
+def media_type(attachment: discord.Attachment) -> str:
+    """Return the attachment's media type as Discord reports it, without parameters."""
+    return (attachment.content_type or "").split(";")[0].strip().lower()
+
+
 def check_image_attachment(attachment: discord.Attachment) -> str:
     """Return the attachment's URL if it is a picture of a sane size; refuse it otherwise."""
-    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-    if content_type not in IMAGE_TYPES:
+    if media_type(attachment) not in IMAGE_TYPES:
         filename = discord.utils.escape_markdown(attachment.filename)[:100]
         raise UserFacingError(texts.not_an_image(filename=filename))
     if attachment.size <= 0:
