@@ -419,9 +419,8 @@ async def test_a_role_allowance_on_everyone_reaches_every_member(harness: Harnes
     says = str(only_reply(harness, await role_allowance(harness, everyone, 900))["content"])
     member = new_member(harness, "anyone")
     description, _ = await my_balance(harness, member)
-    # Either the admin is told it does not work, or every member gets it.
-    if "now get **900**" in says:
-        assert description == "You have **900** credits in this server."
+    assert "now get **900**" in says
+    assert description == "You have **900** credits in this server."
 
 
 # --------------------------------------------------------------------------- cap

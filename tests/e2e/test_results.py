@@ -702,11 +702,7 @@ async def test_a_used_confirmation_does_not_leave_dead_buttons(live: LiveHarness
     _, message = await offer(live, post, "Reroll")
     await click(live, message, "Confirm")
     current = fake.messages_by_id[int(message["id"])]
-    if "Confirm" in labels(current):
-        again = await click(live, current, "Confirm")
-        assert fake.calls("POST", rf"^/interactions/{again['id']}/[^/]+/callback$") != [], (
-            "the second click was never answered"
-        )
+    assert labels(current) == []  # the answered confirmation keeps no buttons to click
     assert await live.balance() == 130
     await live.wait_for_task((await live.tasks())[0].id, "done")
 
