@@ -64,7 +64,14 @@ ATTACHMENT_CASES: list[tuple[str, bytes, str, str | None, int | None, str]] = [
     ("no content type", b"GIF89a", "mystery", None, None, "is not an image"),
     ("an empty image", b"", "empty.png", "image/png", None, "is empty"),
     ("a 50 MiB image", b"\x89PNG", "huge.png", "image/png", 50 * 1024 * 1024, "limit is 20 MiB"),
-    ("markdown in the file name", b"%PDF", "**@everyone**.pdf", "application/pdf", None, "not an"),
+    (
+        "markdown in the file name",
+        b"%PDF",
+        "**@everyone**.pdf",
+        "application/pdf",
+        None,
+        "`\\*\\*@everyone\\*\\*.pdf` is not an image",
+    ),
     ("a PNG", b"\x89PNG\r\n\x1a\n", "cat.png", "image/png", None, ACCEPTED),
 ]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
 
-import cogs.video
 import core.results
 from core import texts
 from tests import payloads
@@ -50,7 +50,9 @@ async def test_a_lapsed_offer_loses_its_buttons_and_charges_nothing(
 async def test_a_click_nobody_handles_is_answered_not_left_failing(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cogs.video, "EXPIRED_MENU_GRACE_SECONDS", 0.05)
+    # load_extension runs the cog from its own module object: patch that one.
+    cog_module = sys.modules[type(harness.bot.get_cog("Video")).__module__]
+    monkeypatch.setattr(cog_module, "EXPIRED_MENU_GRACE_SECONDS", 0.05)
     message = harness.fake.add_message(content="an old history page")
     stale = payloads.component_click(
         harness.fake, "0" * 32, message, permissions=MEMBER_PERMISSIONS

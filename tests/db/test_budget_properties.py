@@ -100,9 +100,11 @@ async def reserve(db: Database, request: NewTask) -> str | None:
 async def check_invariants(db: Database) -> None:
     assert await credits.unexplained_balances(db) == []
     rows = await db.fetchall(
+        # LEFT JOIN: a task whose charge never reached the ledger must show up, not vanish.
         "SELECT t.id, t.state, t.cost, "
-        "SUM(l.reason = 'charge') AS charges, SUM(l.reason = 'refund') AS refunds, "
-        "COALESCE(SUM(l.delta), 0) AS net FROM tasks t JOIN ledger l ON l.task_id = t.id "
+        "COALESCE(SUM(l.reason = 'charge'), 0) AS charges, "
+        "COALESCE(SUM(l.reason = 'refund'), 0) AS refunds, "
+        "COALESCE(SUM(l.delta), 0) AS net FROM tasks t LEFT JOIN ledger l ON l.task_id = t.id "
         "GROUP BY t.id"
     )
     for row in rows:
