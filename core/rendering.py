@@ -12,6 +12,7 @@ import contextlib
 import logging
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,10 +25,11 @@ from core.cards import progress_text, quote, task_card
 from core.generation import DEFAULT_UPLOAD_LIMIT
 from core.members import NO_MENTIONS, requester_only
 from core.results import result_view
+from core.schedule import Expectation, PollSchedule, Preset, Render, expect
 from db import credits, iso, now, utcnow
 from db import tasks as task_store
 from db.states import TaskState
-from db.tasks import RenderTimes, Task
+from db.tasks import Task
 from provider.errors import ClipTooLarge, ProviderError
 
 if TYPE_CHECKING:
@@ -48,11 +50,9 @@ TOO_LARGE_CODE = 40005
 # edited at most once per gap, which keeps many renders far from Discord's rate limits.
 PROGRESS_EVERY_SECONDS = 15.0
 PROGRESS_GAP_SECONDS = 1.0
-# How long a preset's learned render times are reused before they are read again.
-EXPECTATION_TTL_SECONDS = 30.0
-# Polls are scheduled by a preset's past renders once there are this many to go on; a card's
-# "usually about" estimate needs only one.
-SCHEDULE_FROM_RENDERS = 3
+# How many of each preset's latest renders the schedule learns from: recent enough to follow
+# the provider's speed as it changes, enough to see the spread.
+RENDERS_PER_PRESET = 20
 
 
 class Renderer:
@@ -78,7 +78,9 @@ class Renderer:
         self.progress_gap = PROGRESS_GAP_SECONDS
         self._progress_shown: dict[str, float] = {}
         self._progress_waiting: dict[str, float] = {}
-        self._expectations: dict[tuple[int, bool], tuple[float, RenderTimes | None]] = {}
+        # Each preset's latest renders, read once from the database, then kept up to date.
+        self._renders: dict[Preset, deque[Render]] | None = None
+        self.longest_gap = PollSchedule(0.0).longest_gap
         self._next_progress_edit = 0.0
 
     @property
@@ -122,50 +124,50 @@ class Renderer:
         self._wake.set()
 
     def interval(self, attempts: int) -> float:
-        """Return the gap before the next poll: growing from POLL_INTERVAL_SECONDS, capped."""
+        """Return the gap before retrying after an error: growing from the poll interval."""
         base = self.bot.settings.poll_interval_seconds
         return float(min(base * 1.5**attempts, base * 6))
 
-    async def expectation(self, duration: int, sound: bool) -> RenderTimes | None:
-        """Return how long renders of this preset took lately, cached for a while."""
-        moment = time.monotonic()
-        cached = self._expectations.get((duration, sound))
-        if cached is not None and cached[0] > moment:
-            return cached[1]
-        found = await task_store.recent_render_times(self.bot.db, duration, sound)
-        self._expectations[(duration, sound)] = (moment + EXPECTATION_TTL_SECONDS, found)
-        return found
+    @property
+    def schedule(self) -> PollSchedule:
+        """The rules for the gaps between polls, with this bot's shortest gap."""
+        return PollSchedule(self.bot.settings.poll_interval_seconds, self.longest_gap)
+
+    async def expectation(self, duration: int, sound: bool) -> Expectation | None:
+        """Return what finished renders say about one of this preset."""
+        if self._renders is None:
+            renders: dict[Preset, deque[Render]] = {}
+            for found in reversed(await task_store.recent_renders(self.bot.db)):
+                self._remember(
+                    renders,
+                    (found.duration, found.sound),
+                    found.running_seconds,
+                    found.ready_seconds,
+                )
+            self._renders = renders
+        return expect(self._renders, (duration, sound))
+
+    def _remember(
+        self,
+        renders: dict[Preset, deque[Render]],
+        preset: Preset,
+        running: float | None,
+        ready: float,
+    ) -> None:
+        # A render found done by its first poll ended at some time before it; it is taken to
+        # have ended within one shortest gap, so a start too late moves the next ones earlier.
+        if running is None:
+            running = max(0.0, ready - self.bot.settings.poll_interval_seconds)
+        kept = renders.setdefault(preset, deque(maxlen=RENDERS_PER_PRESET))
+        kept.append(Render(running, ready))
 
     async def first_poll_delay(self, duration: int, sound: bool) -> float:
-        """Return when to poll a new task first: near the earliest a render of its preset ended.
+        """Return when to poll a new task first: when renders of its preset start ending."""
+        return self.schedule.first(await self.expectation(duration, sound))
 
-        Without history, after POLL_INTERVAL_SECONDS. Measured renders include up to one
-        polling gap of lateness, so the first poll comes one gap before the shortest.
-        """
-        base = self.bot.settings.poll_interval_seconds
-        expected = await self.expectation(duration, sound)
-        if expected is None or expected.count < SCHEDULE_FROM_RENDERS:
-            return base
-        return max(base, expected.shortest - base)
-
-    async def next_poll_delay(self, task: Task) -> float:
-        """Return the gap before polling a still-running task again.
-
-        Inside the span renders of its preset usually take, poll every POLL_INTERVAL_SECONDS
-        (the shortest gap allowed), so a clip waits at most one gap; before it, wait for it;
-        past it, or with no history, back off as the growing schedule does.
-        """
-        base = self.bot.settings.poll_interval_seconds
-        expected = await self.expectation(task.duration, task.sound)
-        if expected is None or expected.count < SCHEDULE_FROM_RENDERS or task.submitted_at is None:
-            return self.interval(task.poll_attempts + 1)
-        low, high = expected.shortest, expected.longest
-        elapsed = self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
-        if elapsed < low - base:
-            return max(base, low - base - elapsed)
-        if elapsed <= high:
-            return base
-        return float(min(max(base, (elapsed - high) / 2), base * 6))
+    def _elapsed(self, task: Task) -> float:
+        assert task.submitted_at is not None
+        return self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
 
     async def _run(self) -> None:
         try:
@@ -275,9 +277,17 @@ class Renderer:
             )
         elif status is not None and status.is_success:
             # A clip that finished is delivered even past the time limit: it was paid for.
+            ready = self._elapsed(task)
             if await task_store.mark_delivering(
-                self.bot.db, task.id, status.response_urls, next_poll_at=self.clock()
+                self.bot.db,
+                task.id,
+                status.response_urls,
+                ready_seconds=ready,
+                next_poll_at=self.clock(),
             ):
+                if self._renders is not None:
+                    preset = (task.duration, task.sound)
+                    self._remember(self._renders, preset, task.running_seconds, ready)
                 delivering = await task_store.get(self.bot.db, task.id)
                 assert delivering is not None
                 await self.deliver(delivering)
@@ -290,17 +300,25 @@ class Renderer:
                 allowed_from=(TaskState.RENDERING,),
             )
         else:
-            delay = await self.next_poll_delay(task)
-            await task_store.reschedule(self.bot.db, task.id, self.clock() + delay)
-            await self._show_progress(task)
+            elapsed = self._elapsed(task)
+            expected = await self.expectation(task.duration, task.sound)
+            await task_store.still_running(
+                self.bot.db,
+                task.id,
+                running_seconds=elapsed,
+                next_poll_at=self.clock() + self.schedule.next(elapsed, expected),
+            )
+            await self._show_progress(task, elapsed, expected)
 
-    async def _show_progress(self, task: Task) -> None:
+    async def _show_progress(
+        self, task: Task, elapsed: float, expected: Expectation | None
+    ) -> None:
         """Edit a rendering task's card with elapsed time, calmly.
 
         At most once per `progress_every` per card, and at most one progress edit per
         `progress_gap` across all cards, so many renders never approach Discord's limits.
         """
-        if task.card_message_id is None or task.submitted_at is None:
+        if task.card_message_id is None:
             return
         moment = time.monotonic()
         last = self._progress_shown.get(task.id)
@@ -312,9 +330,7 @@ class Renderer:
             return
         self._progress_shown[task.id] = moment
         self._next_progress_edit = moment + self.progress_gap
-        elapsed = self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
-        expected = await self.expectation(task.duration, task.sound)
-        typical = None if expected is None else expected.median
+        typical = None if expected is None else expected.typical
         await self._update_card(task.id, progress=progress_text(elapsed, typical))
 
     def _progress_turn(self, task_id: str, moment: float) -> bool:
@@ -336,10 +352,7 @@ class Renderer:
         return True
 
     def _rendering_too_long(self, task: Task) -> bool:
-        if task.submitted_at is None:
-            return False
-        started = datetime.fromisoformat(task.submitted_at).timestamp()
-        return self.clock() - started > self.bot.settings.render_timeout_seconds
+        return self._elapsed(task) > self.bot.settings.render_timeout_seconds
 
     async def deliver(self, task: Task) -> None:
         """Post the finished clip (or its link) and record where, before calling it done."""
@@ -390,8 +403,6 @@ class Renderer:
         ):
             return
         log.info("Task %s delivered (%s)", task.id, via)
-        # A finished render is new evidence of how long this preset takes.
-        self._expectations.pop((task.duration, task.sound), None)
         await self._update_card(task.id)
         if via in ("attachment", "link") and await credits.wants_notify(
             self.bot.db, task.guild_id, task.user_id

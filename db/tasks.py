@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-import statistics
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -74,6 +73,8 @@ class Task:
     submitted_at: str | None
     finished_at: str | None
     updated_at: str
+    running_seconds: float | None
+    ready_seconds: float | None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Task:
@@ -265,6 +266,18 @@ async def finish_with_refund(
         return await refund_task(conn, task_id, note=f"{to.value}: {error}"[:200])
 
 
+async def still_running(
+    db: Database, task_id: str, *, running_seconds: float, next_poll_at: float
+) -> None:
+    """Count a poll that found the task rendering `running_seconds` in; set the next one."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE tasks SET poll_attempts = poll_attempts + 1, running_seconds = ?, "
+            "next_poll_at = ?, updated_at = ? WHERE id = ? AND state = 'rendering'",
+            (running_seconds, next_poll_at, utcnow(), task_id),
+        )
+
+
 async def reschedule(db: Database, task_id: str, next_attempt_at: float) -> None:
     """Set when to poll (or try delivering) the task again; a repeated poll is counted."""
     async with db.transaction() as conn:
@@ -295,9 +308,14 @@ async def begin_delivery_attempt(db: Database, task_id: str) -> int:
 
 
 async def mark_delivering(
-    db: Database, task_id: str, result_urls: tuple[str, ...], *, next_poll_at: float
+    db: Database,
+    task_id: str,
+    result_urls: tuple[str, ...],
+    *,
+    ready_seconds: float,
+    next_poll_at: float,
 ) -> bool:
-    """Record the clip's URLs; delivery may now begin."""
+    """Record the clip's URLs and when the render was seen done; delivery may now begin."""
     async with db.transaction() as conn:
         return await _move(
             conn,
@@ -305,6 +323,7 @@ async def mark_delivering(
             TaskState.DELIVERING,
             allowed_from=(TaskState.RENDERING,),
             result_urls=json.dumps(list(result_urls)),
+            ready_seconds=ready_seconds,
             next_poll_at=next_poll_at,
         )
 
@@ -394,33 +413,39 @@ async def search(
 
 
 @dataclass(frozen=True)
-class RenderTimes:
-    """How long recent renders of one preset took, submission to delivery (seconds)."""
+class FinishedRender:
+    """When one render of a preset ended, as its polls bound it (seconds after submission)."""
 
-    shortest: float
-    longest: float
-    median: float
-    count: int
+    duration: int
+    sound: bool
+    running_seconds: float | None
+    """The last poll that saw it running; None when its first poll found it done."""
+    ready_seconds: float
 
 
-async def recent_render_times(
-    db: Database, duration: int, sound: bool, *, sample: int = 20
-) -> RenderTimes | None:
-    """Return the spread of the preset's last `sample` renders, or None before the first.
-
-    A render is measured from submission to delivery, so it includes up to one polling
-    gap of lateness; callers allow for that.
-    """
-    rows = await db.fetchall(
-        "SELECT (julianday(finished_at) - julianday(submitted_at)) * 86400.0 AS seconds "
-        "FROM tasks WHERE state = 'done' AND duration = ? AND sound = ? "
-        "AND submitted_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
-        (duration, int(sound), sample),
+async def recent_renders(db: Database, *, per_preset: int = 20) -> list[FinishedRender]:
+    """Return the last `per_preset` finished renders of every preset, newest first."""
+    presets = await db.fetchall(
+        "SELECT DISTINCT duration, sound FROM tasks WHERE ready_seconds IS NOT NULL"
     )
-    seconds = sorted(float(row["seconds"]) for row in rows if row["seconds"] is not None)
-    if not seconds:
-        return None
-    return RenderTimes(seconds[0], seconds[-1], statistics.median(seconds), len(seconds))
+    found: list[FinishedRender] = []
+    for preset in presets:
+        rows = await db.fetchall(
+            "SELECT running_seconds, ready_seconds FROM tasks "
+            "WHERE ready_seconds IS NOT NULL AND duration = ? AND sound = ? "
+            "ORDER BY submitted_at DESC LIMIT ?",
+            (preset["duration"], preset["sound"], per_preset),
+        )
+        found.extend(
+            FinishedRender(
+                preset["duration"],
+                bool(preset["sound"]),
+                row["running_seconds"],
+                float(row["ready_seconds"]),
+            )
+            for row in rows
+        )
+    return found
 
 
 async def spread_overdue(db: Database, now: float, *, per_second: float) -> int:

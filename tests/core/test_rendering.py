@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -85,13 +86,79 @@ async def test_a_task_rendering_too_long_is_refunded(harness: Harness) -> None:
     assert await harness.balance() == 260
 
 
-async def test_status_polls_are_spaced_out(harness: Harness) -> None:
-    harness.simulator.render_seconds = 0.8
+def status_polls(simulator: ProviderSimulator) -> list[float]:
+    return [request.received_at for request in simulator.requests_to("status")]
+
+
+async def test_without_history_polls_keep_the_interval_and_find_the_clip_promptly(
+    harness: Harness,
+) -> None:
+    simulator = harness.simulator
+    simulator.render_seconds = 1.0
     task_id = await generate(harness)
     await harness.wait_for_task(task_id, "done")
-    polls = len(harness.simulator.requests_to("status"))
-    # 0.05 s growing by half each time, capped at 0.3 s: about six polls cover 0.8 s, not sixteen.
-    assert 2 <= polls <= 8
+    [sim_task] = simulator.tasks.values()
+    polls = status_polls(simulator)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(polls)]
+    # POLL_INTERVAL_SECONDS (0.05 here) is the shortest gap between two polls of a task.
+    assert min(gaps) >= 0.045, gaps
+    # The clip waited at most one gap: 9% of its render time here, plus the loop's jitter.
+    lateness = polls[-1] - (sim_task.started_at + sim_task.render_seconds)
+    assert 0 <= lateness <= 0.09 + 0.1, lateness
+
+
+async def finished_render(
+    db: Database, fake: FakeDiscord, user_id: int, running: float, ready: float
+) -> None:
+    """Record a render of the 5 s silent preset that was running at `running` s, done at `ready`."""
+    task, _ = await task_store.reserve(
+        db,
+        NewTask(
+            guild_id=fake.guild_id,
+            channel_id=fake.channel_id,
+            user_id=user_id,
+            prompt=PROMPT,
+            aspect_ratio="16:9",
+            duration=5,
+            sound=False,
+            image_urls=(),
+            cost=65,
+            upload_limit=10 * 1024 * 1024,
+        ),
+        starting_credits=260,
+    )
+    never = 1e12
+    assert await task_store.mark_rendering(db, task.id, f"sd15p_{user_id}", next_poll_at=never)
+    await task_store.still_running(db, task.id, running_seconds=running, next_poll_at=never)
+    clip = ("https://cdn/x.mp4",)
+    assert await task_store.mark_delivering(
+        db, task.id, clip, ready_seconds=ready, next_poll_at=never
+    )
+    assert await task_store.mark_delivered(
+        db, task.id, via="attachment", message_id=1, channel_id=fake.channel_id
+    )
+
+
+async def test_a_preset_with_history_is_first_polled_when_its_renders_end(
+    harness: Harness,
+) -> None:
+    # Six earlier renders of the preset, kept in the database, ended between 1.4 s and 1.65 s.
+    for number, running in enumerate((1.45, 1.4, 1.55, 1.5, 1.6, 1.42)):
+        await finished_render(harness.bot.db, harness.fake, 1000 + number, running, running + 0.05)
+    simulator = harness.simulator
+    simulator.render_seconds = 1.5
+    task_id = await generate(harness)
+    task = await harness.wait_for_task(task_id, "done")
+    [sim_task] = simulator.tasks.values()
+    polls = status_polls(simulator)
+    # The first poll waits for the shortest render less the spread over n - 1 (1.35 s) ...
+    assert polls[0] - sim_task.started_at >= 1.3
+    # ... so three polls find the clip, where polling every 0.05 s from the start takes 30.
+    assert len(polls) <= 4, len(polls)
+    assert polls[-1] - (sim_task.started_at + 1.5) <= 0.15 + 0.1
+    # Its bounds are kept for the next render to learn from.
+    assert task.running_seconds is not None and task.ready_seconds is not None
+    assert task.running_seconds < 1.5 <= task.ready_seconds + 0.02
 
 
 async def test_a_rate_limited_status_poll_still_completes(harness: Harness) -> None:
@@ -145,7 +212,7 @@ async def test_a_repeated_delivery_posts_once(harness: Harness) -> None:
     harness.simulator.finish(task.provider_task_id)
     status = await harness.bot.provider.status(task.provider_task_id)
     await task_store.mark_delivering(
-        harness.bot.db, task_id, status.response_urls, next_poll_at=1e12
+        harness.bot.db, task_id, status.response_urls, ready_seconds=1.0, next_poll_at=1e12
     )
     delivering = await task_store.get(harness.bot.db, task_id)
     assert delivering is not None
@@ -321,7 +388,7 @@ async def test_a_restart_while_delivering_posts_exactly_once(
         status = await first.bot.provider.status(task.provider_task_id)
         # The run stops right after recording the clip's URLs, before posting it.
         await task_store.mark_delivering(
-            first.bot.db, task_id, status.response_urls, next_poll_at=0
+            first.bot.db, task_id, status.response_urls, ready_seconds=1.0, next_poll_at=0
         )
     assert clip_posts(fake, fake.channel_id) == []
     async with running_bot(fake, simulator, settings) as second:

@@ -174,7 +174,9 @@ async def step(db: Database, op: tuple[Any, ...], tasks: list[str], now: list[da
     elif kind == "deliver" and tasks:
         task_id = tasks[op[1] % len(tasks)]
         await task_store.mark_rendering(db, task_id, f"sd_{task_id}", next_poll_at=0)
-        await task_store.mark_delivering(db, task_id, ("https://x/clip.mp4",), next_poll_at=0)
+        await task_store.mark_delivering(
+            db, task_id, ("https://x/clip.mp4",), ready_seconds=1.0, next_poll_at=0
+        )
         await task_store.mark_delivered(db, task_id, via="link", message_id=1, channel_id=5)
     elif kind == "grant":
         (guild, user), amount = op[1], op[2]

@@ -97,7 +97,9 @@ async def test_a_refund_happens_exactly_once(db: Database) -> None:
 async def test_a_delivered_task_cannot_be_refunded_afterwards(db: Database) -> None:
     task, _ = await task_store.reserve(db, request(65), starting_credits=260)
     await task_store.mark_rendering(db, task.id, "sd15p_x", next_poll_at=0)
-    await task_store.mark_delivering(db, task.id, ("https://cdn/x.mp4",), next_poll_at=0)
+    await task_store.mark_delivering(
+        db, task.id, ("https://cdn/x.mp4",), ready_seconds=1.0, next_poll_at=0
+    )
     await task_store.mark_delivered(db, task.id, via="attachment", message_id=1, channel_id=40)
     assert (
         await task_store.finish_with_refund(
