@@ -51,8 +51,8 @@ class Sizes:
     lifted_window: float  # at most this long for the restart with the ceiling lifted
 
 
-FULL = Sizes((1, 50, 200), 20, 50, 60.0, 240.0, 10_000, 200, 10.0, 45.0)
-QUICK = Sizes((1, 10, 20), 5, 10, 60.0, 120.0, 1_000, 50, 5.0, 15.0)
+FULL = Sizes((1, 50, 200), 20, 50, 20.0, 240.0, 10_000, 200, 10.0, 45.0)
+QUICK = Sizes((1, 10, 20), 5, 10, 20.0, 120.0, 1_000, 50, 5.0, 15.0)
 
 
 def machine() -> dict[str, str]:
@@ -153,16 +153,21 @@ the bot as `bot.py` builds it (`open_bot`), started over the fake gateway as
   50 and 200 are sent at once. Production settings (`PROVIDER_MAX_RPS=5`, poll every 10 s), a
   fresh bot and database per level; the submissions still queued behind the provider's rate
   limit when the last acknowledgement arrives are cancelled (they are not acknowledgement).
-- **delivery**: 50 tasks from distinct members, arriving at random over 4 minutes, presets drawn
-  at random; the simulator draws each render time from its preset: 5 s 30-75 s, 5 s with sound
-  50-100 s, 10 s 80-140 s, 10 s with sound 120-180 s. The world runs 60x faster: the
-  simulator's clock, `POLL_INTERVAL_SECONDS` (10 s → 1/6 s), `PROVIDER_MAX_RPS` (5 → 300),
-  `RENDER_TIMEOUT_SECONDS`, the client's backoff and the cards' 15 s progress period are all
-  scaled; all figures are converted back to unscaled seconds. Delivery delay = polling lateness
-  (SUCCESS moment, i.e. creation + render time on the simulator's clock → the status request
-  that saw it, scaled back) + download and post (that request → the clip message reaching the
-  fake Discord, real time, not scaled: it would take at least as long in production). Requests
-  per second: every `/api/` request the simulator received, in sliding 1 s (unscaled) windows.
+- **delivery**: two batches of 50 tasks from distinct members on one bot and database: the
+  first on an empty database (the day the bot is installed: nothing learned yet), the second
+  after it (every day after: the first batch's renders learned). In each, tasks arrive at
+  random over 4 minutes with presets drawn at random; the simulator draws each render time from
+  its preset: 5 s 30-75 s, 5 s with sound 50-100 s, 10 s 80-140 s, 10 s with sound 120-180 s.
+  The world runs 20x faster: the simulator's clock, `POLL_INTERVAL_SECONDS` (10 s → 0.5 s),
+  `PROVIDER_MAX_RPS` (5 → 100, and the simulator answers 429 above it), `RENDER_TIMEOUT_SECONDS`,
+  the longest gap between polls (14 s), the client's backoff and the cards' 15 s progress
+  period are all scaled; all figures are converted back to unscaled seconds. (At 60x, 0.1 s of
+  event-loop delay in this one process read as 6 s of lateness; at 20x it reads as 2 s.)
+  Delivery delay = polling lateness (SUCCESS moment, i.e. creation + render time on the
+  simulator's clock → the status request that saw it, scaled back) + download and post (that
+  request → the clip message reaching the fake Discord, real time, not scaled: it would take at
+  least as long in production). Requests per second: every `/api/` request the simulator
+  received, in sliding 1 s (unscaled) windows.
 - **10,000 in flight**: 10,000 `rendering` tasks written into a fresh database (5,000 members,
   two tasks each, with their welcome and charge ledger rows, shaped as `reserve` + `set_card`
   + `mark_rendering` leave them), the simulator answering IN_PROGRESS for all.
@@ -181,8 +186,9 @@ the bot as `bot.py` builds it (`open_bot`), started over the fake gateway as
   simulator's arrival times). A limiter that spaces requests 1/`PROVIDER_MAX_RPS` apart shows
   one request more than the ceiling as soon as one gap comes out a little short (timer and
   loop jitter), so "≤ 5" is a strict reading of "never more than the ceiling per second".
-- **429s**: the simulator sends none unless told to and has no requests-per-second ceiling, so the
-  figure is the 429s the bot received (counted from the client's log) and is 0 by construction.
+- **429s**: the simulator answers 429 (with Retry-After) to any request beyond its
+  requests-per-second ceiling, set to `PROVIDER_MAX_RPS`; the figure is its count of those, and
+  the bot's own count of 429s received.
 """
 
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -340,8 +340,19 @@ class PresetRenderTimes(dict[str, SimTask]):
         super().__setitem__(task_id, task)
 
 
+DELIVERY_BATCHES = (
+    ("delivery, day one", "an empty database: nothing learned yet"),
+    ("delivery, learned", "the same database the day after: the first batch's renders learned"),
+)
+
+
 async def delivery(tasks: int, scale: float, arrival_window: float, seed: int = 7) -> list[Row]:
-    """Tasks arriving over `arrival_window` (unscaled s), the whole world `scale` times faster."""
+    """Tasks arriving over `arrival_window` (unscaled s), the whole world `scale` times faster.
+
+    Two batches run one after the other on one bot and database: the first on an empty
+    database, as on the day a bot is installed, the second with what the first taught it,
+    as on every day after.
+    """
     rng = random.Random(seed)  # noqa: S311 - a repeatable workload, not security
     origin = time.monotonic()
 
@@ -351,7 +362,7 @@ async def delivery(tasks: int, scale: float, arrival_window: float, seed: int = 
     def real(moment: float) -> float:
         return origin + (moment - origin) / scale
 
-    slowed_down = SLOWDOWNS.count
+    rows: list[Row] = []
     async with running_simulator(clock=scaled_clock) as simulator, FakeDiscord() as fake:
         simulator.tasks = PresetRenderTimes(rng)
         # The provider enforces the same ceiling the bot promises to keep (scaled).
@@ -371,45 +382,69 @@ async def delivery(tasks: int, scale: float, arrival_window: float, seed: int = 
                 # gap across all cards stays real, so Discord sees production's edit rate.
                 if hasattr(renderer, "progress_every"):
                     renderer.progress_every /= scale
-                mark = len(simulator.requests)
-                arrivals = sorted(rng.uniform(0, arrival_window) for _ in range(tasks))
-                presets = [rng.choice(list(RENDER_SECONDS)) for _ in range(tasks)]
-                start = time.monotonic()
-                dispatches: list[asyncio.Task[None]] = []
-                for n, (arrival, (duration, sound)) in enumerate(
-                    zip(arrivals, presets, strict=True)
-                ):
-                    await asyncio.sleep(max(0.0, start + arrival / scale - time.monotonic()))
-                    command = generate_command(
-                        fake,
-                        int(fake.add_user()["id"]),
-                        f"delivery scene {n}",
-                        duration=duration,
-                        sound=sound,
+                # The longest gap between polls of a rendering task (14 s) is scaled too.
+                if hasattr(renderer, "longest_gap"):
+                    renderer.longest_gap /= scale
+                for scenario, description in DELIVERY_BATCHES:
+                    slowed_down = SLOWDOWNS.count
+                    mark = len(simulator.requests)
+                    before = {
+                        row["id"] for row in await live.bot.db.fetchall("SELECT id FROM tasks")
+                    }
+                    await _deliver_batch(live, fake, rng, tasks, scale, arrival_window)
+                    ours = [
+                        row
+                        for row in await live.bot.db.fetchall(
+                            "SELECT id, provider_task_id, state FROM tasks"
+                        )
+                        if row["id"] not in before
+                    ]
+                    batch = _delivery_rows(simulator, fake, ours, mark, tasks, scale, real)
+                    batch.insert(0, Row("delivery", description, f"{tasks} tasks"))
+                    batch.append(
+                        Row(
+                            "delivery",
+                            "429s the provider sent",
+                            provider_429s(simulator, SLOWDOWNS.count - slowed_down),
+                        )
                     )
-                    dispatches.append(asyncio.create_task(live.dispatch(command)))
-                await asyncio.gather(*dispatches)
-                longest = max(high for _, high in RENDER_SECONDS.values())
-                deadline = time.monotonic() + (longest + 4 * 60) / scale + 10
-                while time.monotonic() < deadline:
-                    row = await live.bot.db.fetchone(
-                        "SELECT COUNT(*) AS n, "
-                        "SUM(state IN ('submitting', 'rendering', 'delivering')) AS open "
-                        "FROM tasks"
-                    )
-                    if row is not None and row["n"] == tasks and not row["open"]:
-                        break
-                    await asyncio.sleep(0.05)
-                ours = await live.bot.db.fetchall("SELECT id, provider_task_id, state FROM tasks")
-    rows = _delivery_rows(simulator, fake, ours, mark, tasks, scale, real)
-    rows.append(
-        Row(
-            "delivery",
-            "429s the provider sent",
-            provider_429s(simulator, SLOWDOWNS.count - slowed_down),
-        )
-    )
+                    rows += [replace(row, scenario=scenario) for row in batch]
     return rows
+
+
+async def _deliver_batch(
+    live: LiveHarness,
+    fake: FakeDiscord,
+    rng: random.Random,
+    tasks: int,
+    scale: float,
+    arrival_window: float,
+) -> None:
+    """Send `tasks` /video generate at random over the window; wait until every one ended."""
+    arrivals = sorted(rng.uniform(0, arrival_window) for _ in range(tasks))
+    presets = [rng.choice(list(RENDER_SECONDS)) for _ in range(tasks)]
+    start = time.monotonic()
+    dispatches: list[asyncio.Task[None]] = []
+    for n, (arrival, (duration, sound)) in enumerate(zip(arrivals, presets, strict=True)):
+        await asyncio.sleep(max(0.0, start + arrival / scale - time.monotonic()))
+        command = generate_command(
+            fake,
+            int(fake.add_user()["id"]),
+            f"delivery scene {n}",
+            duration=duration,
+            sound=sound,
+        )
+        dispatches.append(asyncio.create_task(live.dispatch(command)))
+    await asyncio.gather(*dispatches)
+    longest = max(high for _, high in RENDER_SECONDS.values())
+    deadline = time.monotonic() + (longest + 4 * 60) / scale + 10
+    while time.monotonic() < deadline:
+        row = await live.bot.db.fetchone(
+            "SELECT SUM(state IN ('submitting', 'rendering', 'delivering')) AS open FROM tasks"
+        )
+        if row is not None and not row["open"]:
+            return
+        await asyncio.sleep(0.05)
 
 
 def _delivery_rows(
