@@ -37,6 +37,16 @@ CHUNK_SIZE = 64 * 1024
 USER_AGENT = "seedance-video-bot"
 MAX_RETRY_AFTER = 60.0
 GATEWAY_ERRORS = frozenset({502, 504})
+# Adaptive pacing (AIMD): a 429 halves the rate, accepted requests win it back step by step.
+# The floor is four halvings below the ceiling (0.31 requests/s at the default 5): a provider
+# that refuses even that is down or the ceiling is set wrong, and Retry-After pauses cover it;
+# a lower floor would only make the climb back longer.
+RATE_FLOOR_FRACTION = 1 / 16
+# Each step gives back an eighth of the ceiling, so a halved rate is whole again after four
+# steps. A step is earned by RATE_STEP_SUCCESSES requests accepted at the current rate: a
+# count rather than a time, so an idle client does not drift back to a rate nobody tried.
+RATE_STEP_FRACTION = 1 / 8
+RATE_STEP_SUCCESSES = 8
 
 
 class SeedanceClient:
@@ -62,20 +72,33 @@ class SeedanceClient:
         self._max_attempts = max(1, max_attempts)
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        # A hair over 1/max_rps: requests exactly 1/max_rps apart put max_rps + 1 of them in
-        # a closed one-second window, one more than the ceiling promises.
-        self._min_interval = 1.02 / max_rps if max_rps > 0 else 0.0
+        self._max_rps = max(0.0, max_rps)
+        self._rate = self._max_rps
+        self._min_interval = _interval(self._rate)
         # Jitter only spreads retries out; it needs no cryptographic strength.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._lock = asyncio.Lock()
         self._next_slot = 0.0
         # A 429 pushes this forward so that every request of this client waits.
         self._not_before = 0.0
+        # Every turn _wait_turn grants gets a ticket number, so that an answer can be told
+        # apart by whether its request was paced at the current rate or an older one. The
+        # two marks hold the last ticket granted before the latest rate change and the latest
+        # decrease; `_accepted` counts successes at the current rate towards the next step.
+        self._tickets = 0
+        self._rate_set_after = 0
+        self._lowered_after = 0
+        self._accepted = 0
 
     @property
     def base_url(self) -> str:
         """Return the API base URL without a trailing slash."""
         return self._base_url
+
+    @property
+    def current_rps(self) -> float:
+        """Return the request rate the client paces itself to now (0 when unlimited)."""
+        return self._rate
 
     async def generate(self, request: GenerationRequest) -> str:
         """Create a task and return the provider's task id."""
@@ -171,9 +194,9 @@ class SeedanceClient:
         url = f"{self._base_url}/{path.lstrip('/')}"
         attempt = 1
         while True:
-            await self._wait_turn()
+            ticket = await self._wait_turn()
             try:
-                return await self._send(method, url, path, params, json, attempt)
+                data = await self._send(method, url, path, params, json, attempt, ticket)
             except ProviderError as exc:
                 if attempt >= self._max_attempts or not self._should_retry(exc, idempotent):
                     raise
@@ -191,6 +214,9 @@ class SeedanceClient:
                     await asyncio.sleep(delay)
                 # A 429 already moved the shared "not before" mark; _wait_turn honours it.
                 attempt += 1
+            else:
+                self._raise_rate(ticket)
+                return data
 
     async def _send(
         self,
@@ -200,6 +226,7 @@ class SeedanceClient:
         params: Mapping[str, str] | None,
         body: Mapping[str, object] | None,
         attempt: int,
+        ticket: int,
     ) -> dict[str, object]:
         headers = {
             "Authorization": f"Bearer {self._api_key}",
@@ -228,6 +255,7 @@ class SeedanceClient:
         except ProviderError as exc:
             if isinstance(exc, ProviderRateLimited):
                 self._slow_down(exc, attempt)
+                self._lower_rate(ticket)
             raise
         except aiohttp.ConnectionTimeoutError as exc:
             raise ProviderUnavailable("timed out connecting to the provider") from exc
@@ -301,29 +329,66 @@ class SeedanceClient:
         self._not_before = max(self._not_before, time.monotonic() + delay)
         log.info("Seedance asked to slow down; pausing requests for %.2fs", delay)
 
-    async def _wait_turn(self) -> None:
-        """Wait until this client may start another request."""
-        while True:
-            async with self._lock:
+    def _lower_rate(self, ticket: int) -> None:
+        """Halve the rate after a 429, once per burst of congestion."""
+        if self._max_rps <= 0:
+            return
+        if ticket <= self._lowered_after:
+            # Sent before the last decrease: the same congestion, already answered. Without
+            # this, eight requests in flight together would cut the rate to the floor.
+            return
+        self._lowered_after = self._tickets
+        floor = self._max_rps * RATE_FLOOR_FRACTION
+        self._set_rate(max(floor, self._rate / 2), "lowered")
+
+    def _raise_rate(self, ticket: int) -> None:
+        """Count an accepted request and step the rate up after enough of them."""
+        if self._max_rps <= 0 or self._rate >= self._max_rps:
+            return
+        # Only a request sent at the current rate shows the provider accepts that rate.
+        if ticket <= self._rate_set_after:
+            return
+        self._accepted += 1
+        if self._accepted >= RATE_STEP_SUCCESSES:
+            step = self._max_rps * RATE_STEP_FRACTION
+            self._set_rate(min(self._max_rps, self._rate + step), "raised")
+
+    def _set_rate(self, rate: float, change: str) -> None:
+        self._rate_set_after = self._tickets
+        self._accepted = 0
+        if rate == self._rate:
+            return
+        interval = _interval(rate)
+        # The next turn is due one new interval after the last request, not one old one.
+        self._next_slot += interval - self._min_interval
+        self._rate, self._min_interval = rate, interval
+        log.info("Seedance request rate %s to %.2f/s (ceiling %.2f/s)", change, rate, self._max_rps)
+
+    async def _wait_turn(self) -> int:
+        """Wait until this client may start another request; return the turn's ticket."""
+        async with self._lock:
+            while True:
                 now = time.monotonic()
-                if self._not_before > now:
-                    wait = self._not_before - now
-                    reserved = False
-                else:
-                    slot = max(now, self._next_slot)
-                    self._next_slot = slot + self._min_interval
-                    wait = slot - now
-                    reserved = True
-            if wait > 0:
-                await asyncio.sleep(wait)
-            # A 429 may have arrived while this request waited for its slot.
-            if reserved and self._not_before <= time.monotonic():
-                return
+                start = max(now, self._not_before, self._next_slot)
+                if start <= now:
+                    break
+                # Sleep holding the lock, then look again: a 429 meanwhile may have paused
+                # requests or lowered the rate, and it must hold for the very next request.
+                await asyncio.sleep(start - now)
+            self._next_slot = now + self._min_interval
+            self._tickets += 1
+            return self._tickets
 
     def _scrub(self, text: str) -> str:
         if self._api_key:
             text = text.replace(self._api_key, "[redacted]")
         return text
+
+
+def _interval(rate: float) -> float:
+    # A hair over 1/rate: requests exactly 1/rate apart put rate + 1 of them in a closed
+    # one-second window, one more than the ceiling promises.
+    return 1.02 / rate if rate > 0 else 0.0
 
 
 def _decode_json(raw: bytes) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 
@@ -393,6 +394,69 @@ async def test_max_rps_spaces_out_request_starts(
     times = sorted(r.received_at for r in sim.requests)
     # Four gaps of 1/20 s at the client; arrival times jitter, so allow one gap of slack.
     assert times[-1] - times[0] >= 3 * 0.05
+
+
+async def test_a_rate_limit_halves_the_rate_and_spaces_later_requests_twice_as_far(
+    sim: ProviderSimulator, make_client: MakeClient
+) -> None:
+    client = make_client(max_rps=50)
+    task_id = await client.generate(FIVE_SILENT)
+    sim.fail_next("status", 429, retry_after=0.05)
+
+    # Seven polls: the first is refused once; eight successes would start the climb back.
+    await asyncio.gather(*(client.status(task_id) for _ in range(7)))
+
+    assert client.current_rps == 25
+    _, *later = sim.requests_to("status")
+    assert len(later) == 7
+    # Six gaps of 1.02/25 s at the client (at the old rate, 0.12 s in all); arrival times
+    # jitter, so allow one gap of slack.
+    assert later[-1].received_at - later[0].received_at >= 5 * 1.02 / 25
+
+
+async def test_rate_limits_on_requests_in_flight_together_halve_the_rate_once(
+    sim: ProviderSimulator, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="provider.client")
+    client = make_client(max_rps=50)
+    task_id = await client.generate(FIVE_SILENT)
+    # Answers held 0.2 s: all five polls, 20 ms apart, are sent before the first 429 is back.
+    sim.slow_seconds = 0.2
+    sim.fail_next("status", 429, retry_after=0.05, count=5)
+
+    await asyncio.gather(*(client.status(task_id) for _ in range(5)))
+
+    assert len(sim.requests_to("status")) == 10
+    # One congestion signal: 25, not five halvings down to the floor of 50/16.
+    assert client.current_rps == 25
+    changes = [r.getMessage() for r in caplog.records if "request rate" in r.getMessage()]
+    assert changes == ["Seedance request rate lowered to 25.00/s (ceiling 50.00/s)"]
+    assert API_KEY not in caplog.text
+
+
+async def test_the_rate_climbs_back_to_the_ceiling_in_steps_and_never_above(
+    sim: ProviderSimulator, make_client: MakeClient
+) -> None:
+    client = make_client(max_rps=100)
+    task_id = await client.generate(FIVE_SILENT)
+    sim.fail_next("status", 429, retry_after=0.01)
+    rates: list[float] = []
+
+    for _ in range(60):
+        await client.status(task_id)
+        rates.append(client.current_rps)
+
+    assert rates[0] == 50
+    assert rates == sorted(rates)
+    assert rates[-1] == 100 and max(rates) <= 100
+    # Gradual: several steps on the way, none more than a quarter of the ceiling.
+    steps = sorted(set(rates))
+    assert len(steps) >= 4
+    assert all(high - low <= 25 for low, high in itertools.pairwise(steps))
+    # Back at the ceiling the client still paces itself to it: 19 gaps of 1.02/100 s, with
+    # one gap of slack for arrival jitter.
+    last = [r.received_at for r in sim.requests_to("status")[-20:]]
+    assert last[-1] - last[0] >= 18 * 1.02 / 100
 
 
 async def test_api_key_never_appears_in_errors_or_debug_logs(
