@@ -49,10 +49,11 @@ class Sizes:
     ticks: int
     limited_window: float  # seconds the restart at PROVIDER_MAX_RPS is watched
     lifted_window: float  # at most this long for the restart with the ceiling lifted
+    throttled_window: float  # seconds each run against the slower provider polls
 
 
-FULL = Sizes((1, 50, 200), 20, 50, 20.0, 240.0, 10_000, 200, 10.0, 45.0)
-QUICK = Sizes((1, 10, 20), 5, 10, 20.0, 120.0, 1_000, 50, 5.0, 15.0)
+FULL = Sizes((1, 50, 200), 20, 50, 20.0, 240.0, 10_000, 200, 10.0, 45.0, 15.0)
+QUICK = Sizes((1, 10, 20), 5, 10, 20.0, 120.0, 1_000, 50, 5.0, 15.0, 8.0)
 
 
 def machine() -> dict[str, str]:
@@ -168,6 +169,11 @@ the bot as `bot.py` builds it (`open_bot`), started over the fake gateway as
   request → the clip message reaching the fake Discord, real time, not scaled: it would take at
   least as long in production). Requests per second: every `/api/` request the simulator
   received, in sliding 1 s (unscaled) windows.
+- **slower provider**: the provider client alone (production settings, `PROVIDER_MAX_RPS=5`)
+  against a simulator that answers 429 (Retry-After: 1) above 3 requests per second; 8 status
+  polls always waiting, as the poller's 8 slots are when many tasks are due, for 15 s of real
+  time. Once with the rate never lowered (the client before this issue only paused for
+  Retry-After), once as it is now (a 429 halves the rate; accepted requests win it back).
 - **10,000 in flight**: 10,000 `rendering` tasks written into a fresh database (5,000 members,
   two tasks each, with their welcome and charge ledger rows, shaped as `reserve` + `set_card`
   + `mark_rendering` leave them), the simulator answering IN_PROGRESS for all.
@@ -255,6 +261,7 @@ async def run(sizes: Sizes, only: set[str], tally: LogTally) -> tuple[list[Row],
             "delivery",
             lambda: scenarios.delivery(sizes.delivery_tasks, sizes.scale, sizes.arrival_window),
         ),
+        ("throttled", lambda: scenarios.throttled(sizes.throttled_window)),
         (
             "scale",
             lambda: scenarios.ten_thousand(
@@ -295,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--only",
-        default="ack,delivery,scale",
-        help="comma-separated scenarios to run: ack, delivery, scale (default: all)",
+        default="ack,delivery,throttled,scale",
+        help="comma-separated scenarios to run: ack, delivery, throttled, scale (default: all)",
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL

@@ -34,11 +34,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+import provider.client as client_module
 from bot import open_bot
 from core.settings import Settings
 from db import Database, iso
 from provider.client import SeedanceClient
-from provider.models import PRICES
+from provider.errors import ProviderRateLimited
+from provider.models import PRICES, GenerationRequest
 from provider.simulator import ProviderSimulator, RecordedRequest, SimTask
 from tests import payloads
 from tests.e2e.live import GUILD_READY_TIMEOUT, INVOKERS, BotProcess, LiveHarness
@@ -568,6 +572,72 @@ def _delivery_rows(
         ),
     ]
     return rows
+
+
+# --------------------------------------------------------------------------- 2b. a slower provider
+
+
+PROVIDER_LIMIT = 3.0
+
+
+async def throttled(seconds: float, workers: int = 8) -> list[Row]:
+    """A provider whose own limit (3/s) lies below PROVIDER_MAX_RPS (5/s), polled flat out.
+
+    `workers` status polls always waiting, as the poller's 8 slots are with many tasks due;
+    once with the rate never lowered (as before this issue: only Retry-After's pause), once
+    with a 429 halving it. Real time, production numbers.
+    """
+    rows: list[Row] = []
+    scenario = f"provider limit {PROVIDER_LIMIT:g}/s < ceiling {PRODUCTION.provider_max_rps:g}/s"
+    for label, floor in (("Retry-After pause only", 1.0), ("pause and halve the rate", None)):
+        async with (
+            running_simulator(render_seconds=3600.0) as simulator,
+            aiohttp.ClientSession() as session,
+        ):
+            client = SeedanceClient(
+                session,
+                simulator.base_url,
+                API_KEY,
+                max_rps=PRODUCTION.provider_max_rps,
+                **client_options(),
+            )
+            task_id = await client.generate(GenerationRequest("a slow provider", "16:9", 5))
+            simulator.max_rps = PROVIDER_LIMIT
+            mark = len(simulator.requests)
+            saved = client_module.RATE_FLOOR_FRACTION
+            if floor is not None:
+                client_module.RATE_FLOOR_FRACTION = floor
+            try:
+                answered = await _poll_flat_out(client, task_id, seconds, workers)
+            finally:
+                client_module.RATE_FLOOR_FRACTION = saved
+            sent = len(simulator.requests) - mark
+        rows.append(
+            Row(
+                scenario,
+                f"{label}: 429s the provider sent · answers",
+                f"{simulator.rate_limited} of {sent} requests · {answered} answers "
+                f"({answered / seconds:.1f}/s) in {seconds:g} s; rate at the end "
+                f"{client.current_rps:.2f}/s",
+            )
+        )
+    return rows
+
+
+async def _poll_flat_out(client: SeedanceClient, task_id: str, seconds: float, workers: int) -> int:
+    """Keep `workers` status polls of one task waiting for `seconds`; return the answers."""
+    deadline = time.monotonic() + seconds
+    answered = 0
+
+    async def poll() -> None:
+        nonlocal answered
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ProviderRateLimited):
+                await client.status(task_id)
+                answered += 1
+
+    await asyncio.gather(*(poll() for _ in range(workers)))
+    return answered
 
 
 # --------------------------------------------------------------------------- 3. 10,000 in flight
