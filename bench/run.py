@@ -97,7 +97,9 @@ def _run(*command: str) -> str:
 def _changed_files() -> str:
     """Files that differ from the commit (bench/ itself aside): the figures are of those too."""
     lines = _git("status", "--porcelain", "--", ".", ":(exclude)bench").splitlines()
-    return ", ".join(line[3:] for line in lines) or "none"
+    # Each line is a status code and a path; the output was stripped, so the first line may
+    # have lost its leading space.
+    return ", ".join(line.split(maxsplit=1)[1] for line in lines if line.strip()) or "none"
 
 
 def table(rows: Sequence[Row]) -> str:

@@ -604,13 +604,16 @@ async def throttled(seconds: float, workers: int = 8) -> list[Row]:
             task_id = await client.generate(GenerationRequest("a slow provider", "16:9", 5))
             simulator.max_rps = PROVIDER_LIMIT
             mark = len(simulator.requests)
-            saved = client_module.RATE_FLOOR_FRACTION
-            if floor is not None:
+            # A floor at the ceiling keeps the rate where it is. (A client without the
+            # setting, as before this issue, never lowers it anyway.)
+            saved = getattr(client_module, "RATE_FLOOR_FRACTION", None)
+            if floor is not None and saved is not None:
                 client_module.RATE_FLOOR_FRACTION = floor
             try:
                 answered = await _poll_flat_out(client, task_id, seconds, workers)
             finally:
-                client_module.RATE_FLOOR_FRACTION = saved
+                if saved is not None:
+                    client_module.RATE_FLOOR_FRACTION = saved
             sent = len(simulator.requests) - mark
         rows.append(
             Row(
@@ -618,7 +621,7 @@ async def throttled(seconds: float, workers: int = 8) -> list[Row]:
                 f"{label}: 429s the provider sent · answers",
                 f"{simulator.rate_limited} of {sent} requests · {answered} answers "
                 f"({answered / seconds:.1f}/s) in {seconds:g} s; rate at the end "
-                f"{client.current_rps:.2f}/s",
+                f"{getattr(client, 'current_rps', PRODUCTION.provider_max_rps):.2f}/s",
             )
         )
     return rows
