@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from db import Database, credits
 from db import tasks as task_store
 from db.states import TaskState
 from db.tasks import NewTask, Task
+from provider.models import GenerationRequest
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
 from tests.harness import Harness, bot_settings, running_bot
@@ -457,3 +459,43 @@ async def test_a_channel_without_attach_files_gets_the_link_there(harness: Harne
     assert task.delivered_via == "link" and fake.dm_messages(fake.user_id) == []
     [post] = clip_posts(fake, fake.channel_id)
     assert post["attachments"] == [] and task.result_urls[0] in str(post["content"])
+
+
+async def test_tasks_due_together_are_polled_in_turn(harness: Harness) -> None:
+    """More tasks due than the poller can ask about at once: each is asked in its turn."""
+    simulator = harness.simulator
+    simulator.render_seconds = 3600
+    simulator.slow_seconds = 0.02
+    harness.bot.renderer.concurrency = 2
+    ours = {}
+    for number in range(12):
+        provider_id = await harness.bot.provider.generate(
+            GenerationRequest(f"scene {number}", "16:9", 5)
+        )
+        task, _ = await task_store.reserve(
+            harness.bot.db,
+            NewTask(
+                guild_id=harness.fake.guild_id,
+                channel_id=harness.fake.channel_id,
+                user_id=3000 + number,
+                prompt=f"scene {number}",
+                aspect_ratio="16:9",
+                duration=5,
+                sound=False,
+                image_urls=(),
+                cost=65,
+                upload_limit=10 * 1024 * 1024,
+            ),
+            starting_credits=260,
+        )
+        await task_store.mark_rendering(harness.bot.db, task.id, provider_id, next_poll_at=0)
+        ours[provider_id] = task.id
+    harness.bot.renderer.wake()
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(simulator.requests_to("status")) < 48:
+        assert asyncio.get_running_loop().time() < deadline, "the poller stalled"
+        await asyncio.sleep(0.05)
+    polled = Counter(r.query["task_id"] for r in simulator.requests_to("status")[:48])
+    # Four rounds of twelve: the slots go to whoever waited longest.
+    assert set(polled) == set(ours)
+    assert max(polled.values()) - min(polled.values()) <= 1, polled

@@ -144,3 +144,33 @@ async def test_a_transaction_cancelled_at_its_start_leaves_the_connection_usable
         assert await db.get_state("after") == "works"
     finally:
         await db.close()
+
+
+async def test_renders_finished_before_the_bounds_were_kept_still_teach_the_schedule(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bot.db"
+    old = await Database.open(path, target_version=6)
+    try:
+        async with old.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO members (guild_id, user_id, balance, created_at) VALUES (1, 3, 0, 'x')"
+            )
+            await conn.execute(
+                "INSERT INTO tasks (id, guild_id, channel_id, user_id, prompt, aspect_ratio, "
+                "duration, sound, image_urls, cost, upload_limit, provider_task_id, state, "
+                "result_urls, created_at, submitted_at, finished_at, updated_at) VALUES "
+                "('t1', 1, 2, 3, 'p', '16:9', 5, 0, '[]', 65, 1, 'sd15p_1', 'done', '[]', "
+                "'2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', "
+                "'2026-01-01T00:00:42+00:00', '2026-01-01T00:00:42+00:00')"
+            )
+    finally:
+        await old.close()
+    db = await Database.open(path)
+    try:
+        row = await db.fetchone("SELECT running_seconds, ready_seconds FROM tasks WHERE id = 't1'")
+        assert row is not None and row["running_seconds"] is None
+        # Delivery time was all the old rows kept: the render ended by then.
+        assert row["ready_seconds"] == pytest.approx(42.0, abs=0.01)
+    finally:
+        await db.close()

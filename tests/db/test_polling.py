@@ -1,0 +1,89 @@
+"""What the poller reads and writes: render bounds it learns from, fair turns after a restart."""
+
+from __future__ import annotations
+
+from db import Database
+from db import tasks as task_store
+from db.tasks import NewTask
+
+GUILD = 10
+NEVER = 1e12
+
+
+def request(user: int, *, duration: int = 5, sound: bool = False) -> NewTask:
+    return NewTask(
+        guild_id=GUILD,
+        channel_id=40,
+        user_id=user,
+        prompt="Drone shot over neon night market",
+        aspect_ratio="16:9",
+        duration=duration,
+        sound=sound,
+        image_urls=(),
+        cost=65,
+        upload_limit=10 * 1024 * 1024,
+    )
+
+
+async def rendering(
+    db: Database, user: int, next_poll_at: float, *, duration: int = 5, sound: bool = False
+) -> str:
+    preset = request(user, duration=duration, sound=sound)
+    task, _ = await task_store.reserve(db, preset, starting_credits=1000)
+    assert await task_store.mark_rendering(db, task.id, f"sd15p_{user}", next_poll_at=next_poll_at)
+    return task.id
+
+
+async def test_a_poll_that_finds_the_task_running_is_counted_and_kept_as_its_lower_bound(
+    db: Database,
+) -> None:
+    task_id = await rendering(db, 1, NEVER)
+    await task_store.still_running(db, task_id, running_seconds=31.5, next_poll_at=NEVER + 1)
+    await task_store.still_running(db, task_id, running_seconds=41.5, next_poll_at=NEVER + 2)
+    task = await task_store.get(db, task_id)
+    assert task is not None
+    assert (task.poll_attempts, task.running_seconds, task.next_poll_at) == (2, 41.5, NEVER + 2)
+
+
+async def test_recent_renders_are_each_presets_latest_with_their_bounds(db: Database) -> None:
+    for user in range(25):
+        task_id = await rendering(db, user, NEVER)
+        await task_store.still_running(db, task_id, running_seconds=user, next_poll_at=NEVER)
+        assert await task_store.mark_delivering(
+            db, task_id, ("https://cdn/x.mp4",), ready_seconds=user + 10.0, next_poll_at=NEVER
+        )
+    loud = await rendering(db, 99, NEVER, duration=10, sound=True)
+    assert await task_store.mark_delivering(
+        db, loud, ("https://cdn/y.mp4",), ready_seconds=150.0, next_poll_at=NEVER
+    )
+    # Still rendering: nothing to learn yet.
+    await rendering(db, 100, NEVER)
+
+    found = await task_store.recent_renders(db, per_preset=20)
+    silent = [
+        (r.running_seconds, r.ready_seconds) for r in found if (r.duration, r.sound) == (5, False)
+    ]
+    assert len(silent) == 20, "only the latest 20 of a preset"
+    assert {running for running, _ in silent} == {float(user) for user in range(5, 25)}
+    assert all(ready == running + 10.0 for running, ready in silent if running is not None)
+    [with_sound] = [r for r in found if (r.duration, r.sound) == (10, True)]
+    assert (with_sound.running_seconds, with_sound.ready_seconds) == (None, 150.0)
+
+
+async def test_overdue_tasks_get_turns_oldest_first_at_the_given_pace(db: Database) -> None:
+    now = 1000.0
+    late = {user: await rendering(db, user, now - 100 + user) for user in (3, 1, 2, 0)}
+    not_yet = await rendering(db, 9, now + 50)
+
+    assert await task_store.spread_overdue(db, now, per_second=4.0) == 4
+
+    async def due_at(task_id: str) -> float | None:
+        task = await task_store.get(db, task_id)
+        assert task is not None
+        return task.next_poll_at
+
+    # The one overdue longest goes first; each next one a quarter second later.
+    assert [await due_at(late[user]) for user in range(4)] == [1000.0, 1000.25, 1000.5, 1000.75]
+    assert await due_at(not_yet) == now + 50
+    due = await task_store.due(db, now + 0.5, limit=10)
+    assert [task.id for task in due] == [late[0], late[1], late[2]]
