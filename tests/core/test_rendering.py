@@ -69,6 +69,10 @@ async def test_a_failed_task_is_refunded_once_and_the_member_told(harness: Harne
     embed = card.json["embeds"][0]
     assert embed["title"] == "❌ Failed — credits refunded"
     assert {f["name"]: f["value"] for f in embed["fields"]}["Reason"] == "Content policy violation"
+    # The refund is written before the announcement is posted: wait for the post.
+    await fake.wait_for(
+        lambda r: r.method == "POST" and "could not be made" in str((r.json or {}).get("content"))
+    )
     [notice] = [
         m for m in fake.channel_messages(fake.channel_id) if "could not be made" in m["content"]
     ]

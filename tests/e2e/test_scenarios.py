@@ -17,7 +17,7 @@ from db import credits
 from provider.simulator import ProviderSimulator
 from tests import payloads
 from tests.e2e.live import FIGURES, BotProcess, LiveHarness, live_bot
-from tests.fakediscord import EPHEMERAL, FakeDiscord
+from tests.fakediscord import EPHEMERAL, FakeDiscord, Recorded
 from tests.harness import MEMBER_PERMISSIONS, bot_settings
 
 PROMPT = "Drone shot over neon night market"
@@ -182,10 +182,17 @@ async def test_rate_limited_status_polls(live: LiveHarness) -> None:
     assert len(clip_posts(live.fake)) == 1
 
 
+def announces_failure(recorded: Recorded) -> bool:
+    body = recorded.json if isinstance(recorded.json, dict) else {}
+    return recorded.method == "POST" and "could not be made" in str(body.get("content"))
+
+
 async def test_a_failed_task_is_refunded_and_announced(live: LiveHarness) -> None:
     live.simulator.fail_tasks = "Upstream rejected the scene"
     await generate(live)
     await live.wait_for_task(await newest_task_id(live), "failed")
+    # The refund is written before the announcement is posted: wait for the post.
+    await live.fake.wait_for(announces_failure)
     [notice] = [
         m
         for m in live.fake.channel_messages(live.fake.channel_id)
