@@ -25,7 +25,15 @@ from core.cards import progress_text, quote, task_card
 from core.generation import DEFAULT_UPLOAD_LIMIT
 from core.members import NO_MENTIONS, requester_only
 from core.results import result_view
-from core.schedule import Expectation, PollSchedule, Preset, Render, expect
+from core.schedule import (
+    LONGEST_GAP_SECONDS,
+    Expectation,
+    PollSchedule,
+    Preset,
+    Render,
+    expect,
+    learned,
+)
 from db import credits, iso, now, utcnow
 from db import tasks as task_store
 from db.states import TaskState
@@ -80,7 +88,8 @@ class Renderer:
         self._progress_waiting: dict[str, float] = {}
         # Each preset's latest renders, read once from the database, then kept up to date.
         self._renders: dict[Preset, deque[Render]] | None = None
-        self.longest_gap = PollSchedule(0.0).longest_gap
+        self._loading = asyncio.Lock()
+        self.longest_gap = LONGEST_GAP_SECONDS
         self._next_progress_edit = 0.0
 
     @property
@@ -135,17 +144,20 @@ class Renderer:
 
     async def expectation(self, duration: int, sound: bool) -> Expectation | None:
         """Return what finished renders say about one of this preset."""
-        if self._renders is None:
-            renders: dict[Preset, deque[Render]] = {}
-            for found in reversed(await task_store.recent_renders(self.bot.db)):
-                self._remember(
-                    renders,
-                    (found.duration, found.sound),
-                    found.running_seconds,
-                    found.ready_seconds,
-                )
-            self._renders = renders
-        return expect(self._renders, (duration, sound))
+        return expect(await self._learned_renders(), (duration, sound))
+
+    async def _learned_renders(self) -> dict[Preset, deque[Render]]:
+        """Each preset's latest renders: read from the database once, then kept up to date."""
+        async with self._loading:
+            if self._renders is None:
+                renders: dict[Preset, deque[Render]] = {}
+                found = await task_store.recent_renders(self.bot.db, per_preset=RENDERS_PER_PRESET)
+                # Oldest first, so that each preset's deque ends with its newest render.
+                for render in reversed(found):
+                    preset = (render.duration, render.sound)
+                    self._remember(renders, preset, render.running_seconds, render.ready_seconds)
+                self._renders = renders
+            return self._renders
 
     def _remember(
         self,
@@ -154,20 +166,18 @@ class Renderer:
         running: float | None,
         ready: float,
     ) -> None:
-        # A render found done by its first poll ended at some time before it; it is taken to
-        # have ended within one shortest gap, so a start too late moves the next ones earlier.
-        if running is None:
-            running = max(0.0, ready - self.bot.settings.poll_interval_seconds)
-        kept = renders.setdefault(preset, deque(maxlen=RENDERS_PER_PRESET))
-        kept.append(Render(running, ready))
+        render = learned(running, ready, self.schedule)
+        if render is not None:
+            renders.setdefault(preset, deque(maxlen=RENDERS_PER_PRESET)).append(render)
 
     async def first_poll_delay(self, duration: int, sound: bool) -> float:
         """Return when to poll a new task first: when renders of its preset start ending."""
         return self.schedule.first(await self.expectation(duration, sound))
 
     def _elapsed(self, task: Task) -> float:
-        assert task.submitted_at is not None
-        return self.clock() - datetime.fromisoformat(task.submitted_at).timestamp()
+        """Seconds since the provider accepted the task (or since it was charged)."""
+        started = task.submitted_at or task.created_at
+        return self.clock() - datetime.fromisoformat(started).timestamp()
 
     async def _run(self) -> None:
         try:
@@ -285,9 +295,9 @@ class Renderer:
                 ready_seconds=ready,
                 next_poll_at=self.clock(),
             ):
-                if self._renders is not None:
-                    preset = (task.duration, task.sound)
-                    self._remember(self._renders, preset, task.running_seconds, ready)
+                preset = (task.duration, task.sound)
+                renders = await self._learned_renders()
+                self._remember(renders, preset, task.running_seconds, ready)
                 delivering = await task_store.get(self.bot.db, task.id)
                 assert delivering is not None
                 await self.deliver(delivering)
@@ -299,6 +309,13 @@ class Renderer:
                 texts.still_rendering(minutes=minutes),
                 allowed_from=(TaskState.RENDERING,),
             )
+        elif status is None:
+            # No answer: nothing learned about the render, and the next try waits longer.
+            elapsed = self._elapsed(task)
+            silent_for = elapsed - (task.running_seconds or 0.0)
+            expected = await self.expectation(task.duration, task.sound)
+            gap = self.schedule.after_error(elapsed, silent_for, expected)
+            await task_store.reschedule(self.bot.db, task.id, self.clock() + gap)
         else:
             elapsed = self._elapsed(task)
             expected = await self.expectation(task.duration, task.sound)

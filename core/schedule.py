@@ -122,6 +122,22 @@ def _own(renders: Sequence[Render], prior_spread: float) -> Expectation:
     return Expectation(max(0.0, shortest - margin), longest, typical)
 
 
+def learned(running: float | None, done: float, schedule: PollSchedule) -> Render | None:
+    """Return what one finished render teaches, or None when its polls bound it too loosely.
+
+    A render found done by its first poll ended at some time before it: it is taken to have
+    ended within one shortest gap, so a first poll that came too late moves the next ones
+    earlier. A render whose last two polls lie more than two of the widest gaps apart (found
+    late, after a restart, an outage or a queue) says little about when it ended, and its
+    late end would stretch the preset's spread for the next renders: it is left out.
+    """
+    if running is None:
+        running = max(0.0, done - schedule.shortest_gap)
+    if done - running > 2 * max(schedule.shortest_gap, schedule.longest_gap):
+        return None
+    return Render(running, done)
+
+
 @dataclass(frozen=True)
 class PollSchedule:
     """The gaps between polls of one task."""
@@ -151,6 +167,17 @@ class PollSchedule:
             return max(gap, self.shortest_gap)
         backoff = min(OVERDUE_SHARE * elapsed, OVERDUE_GAPS * self.shortest_gap)
         return max(gap, backoff, self.shortest_gap)
+
+    def after_error(self, elapsed: float, silent_for: float, expected: Expectation | None) -> float:
+        """Return the gap before asking again after a poll that got no answer.
+
+        `silent_for` is how long the provider has given no answer about the task (since its
+        last answer, or its submission). Waiting that long again doubles the silence with
+        each failed poll, from the usual gap up to `OVERDUE_GAPS` shortest gaps, so an outage
+        is not polled at full pace while the client's own retries have already failed.
+        """
+        usual = self.next(elapsed, expected)
+        return max(usual, min(silent_for, OVERDUE_GAPS * self.shortest_gap))
 
     def overdue_after(self, expected: Expectation | None) -> float:
         """Return how long a render may run before it is polled less often."""

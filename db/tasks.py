@@ -423,7 +423,7 @@ class FinishedRender:
     ready_seconds: float
 
 
-async def recent_renders(db: Database, *, per_preset: int = 20) -> list[FinishedRender]:
+async def recent_renders(db: Database, *, per_preset: int) -> list[FinishedRender]:
     """Return the last `per_preset` finished renders of every preset, newest first."""
     presets = await db.fetchall(
         "SELECT DISTINCT duration, sound FROM tasks WHERE ready_seconds IS NOT NULL"

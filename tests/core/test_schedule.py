@@ -23,6 +23,7 @@ from core.schedule import (
     Preset,
     Render,
     expect,
+    learned,
 )
 
 SILENT_5: Preset = (5, False)
@@ -109,6 +110,36 @@ def test_a_preset_without_renders_is_not_expected_before_a_smaller_one() -> None
     assert expect({SOUND_5: history[SILENT_5]}, SILENT_10) is None
 
 
+def test_a_render_found_done_at_its_first_poll_is_taken_to_have_ended_one_gap_before() -> None:
+    assert learned(None, 42.0, SCHEDULE) == Render(32.0, 42.0)
+    assert learned(None, 4.0, SCHEDULE) == Render(0.0, 4.0)
+    assert learned(50.0, 60.0, SCHEDULE) == Render(50.0, 60.0)
+
+
+def test_a_render_found_long_after_it_ended_teaches_nothing() -> None:
+    """Found late (a restart, an outage): its end would stretch the spread for 20 renders."""
+    assert learned(40.0, 3600.0, SCHEDULE) is None
+    assert learned(40.0, 40.0 + 2 * LONGEST_GAP_SECONDS, SCHEDULE) is not None
+    good = [Render(float(s), s + 10.0) for s in range(40, 59)]
+    late = learned(40.0, 3600.0, SCHEDULE)
+    history = {SILENT_5: good if late is None else [*good, late]}
+    expected = expect(history, SILENT_5)
+    assert expected is not None and expected.earliest > 35.0
+    assert SCHEDULE.overdue_after(expected) < 200.0
+
+
+def test_after_a_poll_without_answer_the_gap_doubles_the_silence_up_to_a_limit() -> None:
+    expected = Expectation(earliest=30.0, latest=80.0, typical=55.0)
+    gaps: list[float] = []
+    elapsed, last_answer = 40.0, 40.0
+    for _ in range(6):
+        elapsed += gaps[-1] if gaps else 10.0
+        gaps.append(SCHEDULE.after_error(elapsed, elapsed - last_answer, expected))
+    assert gaps == [10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
+    # Never closer than an answered poll would be.
+    assert SCHEDULE.after_error(150.0, 1.0, expected) == SCHEDULE.next(150.0, expected)
+
+
 def run_stream(
     schedule: PollSchedule, seed: int, history: dict[Preset, deque[Render]], tasks: int = 50
 ) -> list[tuple[float, float, int]]:
@@ -139,9 +170,9 @@ def run_stream(
                 events, (moment + schedule.next(elapsed, expect(history, preset)), index)
             )
             continue
-        seen = running[index]
-        kept = history.setdefault(preset, deque(maxlen=20))
-        kept.append(Render(seen if seen is not None else elapsed - schedule.shortest_gap, elapsed))
+        render_seen = learned(running[index], elapsed, schedule)
+        if render_seen is not None:
+            history.setdefault(preset, deque(maxlen=20)).append(render_seen)
         results.append((elapsed - render, render, polls[index]))
     return results
 
