@@ -194,9 +194,10 @@ the bot as `bot.py` builds it (`open_bot`), started over the fake gateway as
   simulator's arrival times). A limiter that spaces requests 1/`PROVIDER_MAX_RPS` apart shows
   one request more than the ceiling as soon as one gap comes out a little short (timer and
   loop jitter), so "≤ 5" is a strict reading of "never more than the ceiling per second".
-- **429s**: the simulator answers 429 (with Retry-After) to any request beyond its
-  requests-per-second ceiling, set to `PROVIDER_MAX_RPS`; the figure is its count of those, and
-  the bot's own count of 429s received.
+- **429s**: in the delivery and slower-provider scenarios the simulator answers 429 (with
+  Retry-After) to any request beyond its requests-per-second ceiling (`PROVIDER_MAX_RPS`, resp.
+  3/s); the figure is its count of those, and the bot's own count of 429s received. The
+  acknowledgement and 10,000-in-flight scenarios run without a ceiling at the simulator.
 """
 
 
