@@ -10,6 +10,7 @@ import math
 import pathlib
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -47,6 +48,11 @@ RATE_FLOOR_FRACTION = 1 / 16
 # count rather than a time, so an idle client does not drift back to a rate nobody tried.
 RATE_STEP_FRACTION = 1 / 8
 RATE_STEP_SUCCESSES = 8
+# A generate has a member waiting on it, a status poll only a render that is not due yet, so
+# a waiting generate takes the next turn before waiting polls. Generates are rare (each one
+# costs credits), so this cap almost never bites; it is there so that a flood of them can
+# delay deliveries by a few turns but never hold the polls back for good.
+MAX_GENERATES_AHEAD_OF_A_POLL = 4
 
 
 class SeedanceClient:
@@ -77,7 +83,12 @@ class SeedanceClient:
         self._min_interval = _interval(self._rate)
         # Jitter only spreads retries out; it needs no cryptographic strength.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
-        self._lock = asyncio.Lock()
+        # Requests waiting for a turn, each line in arrival order. A waiter's event is set
+        # when it may have become first in line; only the first one watches the clock.
+        self._waiting_generates: deque[asyncio.Event] = deque()
+        self._waiting_polls: deque[asyncio.Event] = deque()
+        # Generates that took a turn while a poll was waiting, since the last poll's turn.
+        self._generates_ahead = 0
         self._next_slot = 0.0
         # A 429 pushes this forward so that every request of this client waits.
         self._not_before = 0.0
@@ -104,7 +115,9 @@ class SeedanceClient:
         """Create a task and return the provider's task id."""
         # No idempotency key exists, so a timed-out generate is never resent:
         # the first attempt may have created (and charged) a task.
-        data = await self.request("POST", "/generate", json=request.to_json(), idempotent=False)
+        data = await self.request(
+            "POST", "/generate", json=request.to_json(), idempotent=False, urgent=True
+        )
         task_id = data.get("task_id")
         if not isinstance(task_id, str) or not task_id:
             raise ProviderBadResponse("the answer to generate has no task_id", status=200)
@@ -189,12 +202,16 @@ class SeedanceClient:
         params: Mapping[str, str] | None = None,
         json: Mapping[str, object] | None = None,
         idempotent: bool,
+        urgent: bool = False,
     ) -> dict[str, object]:
-        """Send one API call with rate limiting and retries; return its data object."""
+        """Send one API call with rate limiting and retries; return its data object.
+
+        An urgent call (a member's generate) takes its turns before waiting non-urgent ones.
+        """
         url = f"{self._base_url}/{path.lstrip('/')}"
         attempt = 1
         while True:
-            ticket = await self._wait_turn()
+            ticket = await self._wait_turn(urgent=urgent)
             try:
                 data = await self._send(method, url, path, params, json, attempt, ticket)
             except ProviderError as exc:
@@ -364,20 +381,47 @@ class SeedanceClient:
         self._rate, self._min_interval = rate, interval
         log.info("Seedance request rate %s to %.2f/s (ceiling %.2f/s)", change, rate, self._max_rps)
 
-    async def _wait_turn(self) -> int:
+    async def _wait_turn(self, *, urgent: bool) -> int:
         """Wait until this client may start another request; return the turn's ticket."""
-        async with self._lock:
+        line = self._waiting_generates if urgent else self._waiting_polls
+        woken = asyncio.Event()
+        line.append(woken)
+        try:
             while True:
+                woken.clear()
                 now = time.monotonic()
                 start = max(now, self._not_before, self._next_slot)
-                if start <= now:
+                if self._first_in_line() is not woken:
+                    await woken.wait()
+                elif start > now:
+                    # Sleep, then look again: a 429 meanwhile may have paused requests or
+                    # lowered the rate, and it must hold for the very next request; or a
+                    # generate may have come to take this turn.
+                    await asyncio.sleep(start - now)
+                else:
                     break
-                # Sleep holding the lock, then look again: a 429 meanwhile may have paused
-                # requests or lowered the rate, and it must hold for the very next request.
-                await asyncio.sleep(start - now)
             self._next_slot = now + self._min_interval
             self._tickets += 1
+            if not urgent:
+                self._generates_ahead = 0
+            elif self._waiting_polls:
+                self._generates_ahead += 1
             return self._tickets
+        finally:
+            # Leaving, with a turn or cancelled: whoever is first now must start watching.
+            line.remove(woken)
+            first = self._first_in_line()
+            if first is not None:
+                first.set()
+
+    def _first_in_line(self) -> asyncio.Event | None:
+        if self._waiting_generates and (
+            not self._waiting_polls or self._generates_ahead < MAX_GENERATES_AHEAD_OF_A_POLL
+        ):
+            return self._waiting_generates[0]
+        if self._waiting_polls:
+            return self._waiting_polls[0]
+        return None
 
     def _scrub(self, text: str) -> str:
         if self._api_key:

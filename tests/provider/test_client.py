@@ -459,6 +459,128 @@ async def test_the_rate_climbs_back_to_the_ceiling_in_steps_and_never_above(
     assert last[-1] - last[0] >= 18 * 1.02 / 100
 
 
+async def test_after_a_decrease_the_very_next_request_waits_the_new_interval(
+    sim: ProviderSimulator, make_client: MakeClient
+) -> None:
+    client = make_client(max_rps=8)
+    task_id = await client.generate(FIVE_SILENT)
+    # A Retry-After shorter than either interval, so the pacing alone decides the gap.
+    sim.fail_next("status", 429, retry_after=0.01)
+
+    await client.status(task_id)
+
+    assert client.current_rps == 4
+    refused, retried = sim.requests_to("status")
+    # The retry is due 1.02/4 s after the refused request, not the 1.02/8 s the old rate
+    # had booked; a tenth of slack for arrival jitter.
+    assert retried.received_at - refused.received_at >= 0.9 * 1.02 / 4
+
+
+async def test_separate_rate_limits_never_take_the_rate_below_a_sixteenth_of_the_ceiling(
+    sim: ProviderSimulator, make_client: MakeClient
+) -> None:
+    client = make_client(max_rps=320)
+    task_id = await client.generate(FIVE_SILENT)
+    rates: list[float] = []
+
+    # Six bursts of congestion, one after another: each 429 answers a request sent after
+    # the previous decrease, so each counts.
+    for _ in range(6):
+        sim.fail_next("status", 429, retry_after=0.001)
+        await client.status(task_id)
+        rates.append(client.current_rps)
+
+    assert rates == [160, 80, 40, 20, 20, 20]
+    assert len(sim.requests_to("status")) == 12
+
+
+async def test_answers_to_requests_sent_before_a_decrease_do_not_win_the_rate_back(
+    sim: ProviderSimulator, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="provider.client")
+    client = make_client(max_rps=100)
+    task_id = await client.generate(FIVE_SILENT)
+    # Answers held 0.3 s: the nine polls, 10 ms apart, are all sent before the 429 on the
+    # first one is back, so the other eight succeed only after the rate was halved.
+    sim.slow_seconds = 0.3
+    sim.fail_next("status", 429, retry_after=0.01)
+
+    await asyncio.gather(*(client.status(task_id) for _ in range(9)))
+
+    # Eight successes would earn a step, but those eight were paced at the old rate and
+    # show nothing about the new one; only the retry was sent at 50 requests/s.
+    assert len(sim.requests_to("status")) == 10
+    assert client.current_rps == 50
+    changes = [r.getMessage() for r in caplog.records if "request rate" in r.getMessage()]
+    assert changes == ["Seedance request rate lowered to 50.00/s (ceiling 100.00/s)"]
+
+
+async def test_a_rate_limit_holds_back_a_request_already_waiting_for_its_slot(
+    sim: ProviderSimulator, make_client: MakeClient
+) -> None:
+    client = make_client(max_rps=5)
+    task_id = await client.generate(FIVE_SILENT)
+    sim.fail_next("status", 429, retry_after=0.35)
+
+    # The second poll waits 1.02/5 s for its slot; the 429 on the first one is back long
+    # before that and pauses requests for 0.35 s.
+    await asyncio.gather(client.status(task_id), client.status(task_id))
+
+    refused, waiting, _ = sim.requests_to("status")
+    assert waiting.received_at - refused.received_at >= 0.33
+
+
+async def test_a_generate_takes_the_next_turn_before_polls_already_waiting(
+    sim: ProviderSimulator, client: SeedanceClient, make_client: MakeClient
+) -> None:
+    task_id = await client.generate(FIVE_SILENT)
+    paced = make_client(max_rps=10)
+
+    # All join the line in this order before any turn is due: the first poll goes at once,
+    # four wait 1.02/10 s apart, and the generate comes last.
+    polls = [asyncio.create_task(paced.status(task_id)) for _ in range(5)]
+    generate = asyncio.create_task(paced.generate(FIVE_SILENT))
+    await asyncio.gather(*polls, generate)
+
+    sent = sim.requests[1:]
+    assert [r.path for r in sent] == ["/api/status", "/api/generate"] + ["/api/status"] * 4
+    assert generate.result() in sim.tasks
+    # Going first does not mean going faster: five gaps of 1.02/10 s, one of slack.
+    assert sent[-1].received_at - sent[0].received_at >= 4 * 1.02 / 10
+
+
+async def test_generates_pass_a_waiting_poll_only_four_in_a_row(
+    sim: ProviderSimulator, client: SeedanceClient, make_client: MakeClient
+) -> None:
+    task_id = await client.generate(FIVE_SILENT)
+    paced = make_client(max_rps=20)
+
+    # A poll goes at once, a second waits, then six generates join behind it.
+    polls = [asyncio.create_task(paced.status(task_id)) for _ in range(2)]
+    generates = [asyncio.create_task(paced.generate(FIVE_SILENT)) for _ in range(6)]
+    await asyncio.gather(*polls, *generates)
+
+    order = [r.path.removeprefix("/api/") for r in sim.requests[1:]]
+    assert order == ["status"] + ["generate"] * 4 + ["status"] + ["generate"] * 2
+
+
+async def test_a_poll_cancelled_while_waiting_does_not_hold_up_the_ones_behind_it(
+    sim: ProviderSimulator, client: SeedanceClient, make_client: MakeClient
+) -> None:
+    task_id = await client.generate(FIVE_SILENT)
+    paced = make_client(max_rps=10)
+    polls = [asyncio.create_task(paced.status(task_id)) for _ in range(3)]
+    await asyncio.sleep(0)
+
+    # The second poll is first in line, watching the clock; the third waits to be told.
+    polls[1].cancel()
+    async with asyncio.timeout(2):
+        await asyncio.gather(polls[0], polls[2])
+
+    assert polls[1].cancelled()
+    assert len(sim.requests_to("status")) == 2
+
+
 async def test_api_key_never_appears_in_errors_or_debug_logs(
     sim: ProviderSimulator,
     make_client: MakeClient,
