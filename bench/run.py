@@ -204,8 +204,8 @@ the bot as `bot.py` builds it (`open_bot`), started over the fake gateway as
 - **Delivery delay ≤ 10% of the render time, with ≤ 5 status requests per task on average.**
   To find every clip within 10% of its render time, a poll at t must be followed by the next
   by 1.1 t at the latest; from the first possible end a of a preset, a render of T takes
-  1 + ⌈ln(T/a) / ln 1.1⌉ polls. On this spread, even knowing each preset's fastest render exactly
-  and with no time to download and post, that is 7.0, 5.6, 4.7 and 3.8 polls for the four
+  1 + ⌈ln(T/a) / ln 1.1⌉ polls. On this spread, even knowing each preset's fastest render
+  exactly and with no time to download and post, that is 7.0, 5.6, 4.7 and 3.8 polls for the four
   presets: 5.3 on average. The two targets cannot both hold here, whatever the schedule.
 - **... and `POLL_INTERVAL_SECONDS` (PRODUCT: "the shortest gap between two status polls of
   one task", 10 s).** With that floor a render ending just after a poll waits up to 10 s, more
