@@ -168,7 +168,24 @@ class Renderer:
     ) -> None:
         render = learned(running, ready, self.schedule)
         if render is not None:
-            renders.setdefault(preset, deque(maxlen=RENDERS_PER_PRESET)).append(render)
+            renders.setdefault(preset, self._new_renders()).append(render)
+
+    @staticmethod
+    def _new_renders() -> deque[Render]:
+        return deque(maxlen=RENDERS_PER_PRESET)
+
+    async def _what_it_teaches(self, task: Task, ready: float) -> Render | None:
+        """Return what a render just found done teaches, or None when it teaches nothing.
+
+        One that no answered poll saw running is trusted only when its very first poll found
+        it done, and on time: after polls that got no answer, or a first poll held back (a
+        restart, a queue), its end could lie anywhere before.
+        """
+        if task.running_seconds is None:
+            planned = self.schedule.first(await self.expectation(task.duration, task.sound))
+            if task.poll_attempts > 0 or ready - planned > self.schedule.widest_gap:
+                return None
+        return learned(task.running_seconds, ready, self.schedule)
 
     async def first_poll_delay(self, duration: int, sound: bool) -> float:
         """Return when to poll a new task first: when renders of its preset start ending."""
@@ -288,16 +305,20 @@ class Renderer:
         elif status is not None and status.is_success:
             # A clip that finished is delivered even past the time limit: it was paid for.
             ready = self._elapsed(task)
+            # Read what is learned before this render is recorded, or a first read would
+            # find it in the database and it would be counted twice.
+            renders = await self._learned_renders()
+            render = await self._what_it_teaches(task, ready)
             if await task_store.mark_delivering(
                 self.bot.db,
                 task.id,
                 status.response_urls,
-                ready_seconds=ready,
+                ready_seconds=None if render is None else ready,
                 next_poll_at=self.clock(),
             ):
-                preset = (task.duration, task.sound)
-                renders = await self._learned_renders()
-                self._remember(renders, preset, task.running_seconds, ready)
+                if render is not None:
+                    kept = renders.setdefault((task.duration, task.sound), self._new_renders())
+                    kept.append(render)
                 delivering = await task_store.get(self.bot.db, task.id)
                 assert delivering is not None
                 await self.deliver(delivering)
@@ -312,9 +333,12 @@ class Renderer:
         elif status is None:
             # No answer: nothing learned about the render, and the next try waits longer.
             elapsed = self._elapsed(task)
-            silent_for = elapsed - (task.running_seconds or 0.0)
             expected = await self.expectation(task.duration, task.sound)
-            gap = self.schedule.after_error(elapsed, silent_for, expected)
+            # Silent since the last answer, or since the first poll was due.
+            last_heard = task.running_seconds
+            if last_heard is None:
+                last_heard = self.schedule.first(expected)
+            gap = self.schedule.after_error(elapsed, max(0.0, elapsed - last_heard), expected)
             await task_store.reschedule(self.bot.db, task.id, self.clock() + gap)
         else:
             elapsed = self._elapsed(task)

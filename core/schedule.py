@@ -133,7 +133,7 @@ def learned(running: float | None, done: float, schedule: PollSchedule) -> Rende
     """
     if running is None:
         running = max(0.0, done - schedule.shortest_gap)
-    if done - running > 2 * max(schedule.shortest_gap, schedule.longest_gap):
+    if done - running > 2 * schedule.widest_gap:
         return None
     return Render(running, done)
 
@@ -146,6 +146,11 @@ class PollSchedule:
     """POLL_INTERVAL_SECONDS: two polls of one task are never closer than this."""
     longest_gap: float = LONGEST_GAP_SECONDS
     lateness_share: float = LATENESS_SHARE
+
+    @property
+    def widest_gap(self) -> float:
+        """The longest gap between two polls of a render that is not overdue."""
+        return max(self.shortest_gap, self.longest_gap)
 
     def first(self, expected: Expectation | None) -> float:
         """Return how long after submission to poll a task first."""

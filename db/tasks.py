@@ -312,10 +312,14 @@ async def mark_delivering(
     task_id: str,
     result_urls: tuple[str, ...],
     *,
-    ready_seconds: float,
+    ready_seconds: float | None,
     next_poll_at: float,
 ) -> bool:
-    """Record the clip's URLs and when the render was seen done; delivery may now begin."""
+    """Record the clip's URLs; delivery may now begin.
+
+    `ready_seconds` is when the render was seen done, for the schedule to learn from; None
+    when its polls bound it too loosely to teach anything.
+    """
     async with db.transaction() as conn:
         return await _move(
             conn,

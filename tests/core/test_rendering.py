@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from db import Database, credits
+from db import Database, credits, iso, now
 from db import tasks as task_store
 from db.states import TaskState
 from db.tasks import NewTask, Task
@@ -508,14 +509,77 @@ async def test_tasks_due_together_are_polled_in_turn(harness: Harness) -> None:
 async def test_polls_without_an_answer_back_off_and_teach_nothing(harness: Harness) -> None:
     simulator = harness.simulator
     simulator.render_seconds = 0.2
-    simulator.fail_next("status", 400, count=4)
+    simulator.fail_next("status", 400, count=5)
     task_id = await generate(harness)
     task = await harness.wait_for_task(task_id, "done")
     polls = status_polls(simulator)
     gaps = [later - earlier for earlier, later in itertools.pairwise(polls)]
-    # Each failed poll waits as long as the provider has been silent: 0.05, 0.1, 0.2, ...
-    assert len(polls) == 5, gaps
-    assert gaps[2] >= 0.15 and gaps[3] >= 0.25, gaps
-    # No answer said "still running", so the render's lower bound is not the failed polls'.
-    assert task.running_seconds is None
+    # Each failed poll waits as long as the provider has been silent since the first poll was
+    # due: one failure costs one usual gap (0.05 s), an outage 0.05, 0.1, 0.2, 0.3 (the cap).
+    assert len(polls) == 6, gaps
+    assert gaps[0] < 0.15 and gaps[3] >= 0.15 and gaps[4] >= 0.25, gaps
+    # The clip was found long after it was ready, and no answer said "still running" before:
+    # when it ended is unknown, so nothing is learned from it.
+    assert task.running_seconds is None and task.ready_seconds is None
+    assert await harness.bot.renderer.expectation(5, False) is None
     assert len(clip_posts(harness.fake, harness.fake.channel_id)) == 1
+
+
+async def test_a_render_found_done_after_a_restart_is_learned_once(
+    tmp_path, fake: FakeDiscord, simulator: ProviderSimulator
+) -> None:
+    settings = bot_settings(tmp_path, simulator)
+    simulator.render_seconds = 60
+    async with running_bot(fake, simulator, settings) as first:
+        task_id = await generate(first)
+        # Stopped after a poll has seen it running, before it is done.
+        deadline = asyncio.get_running_loop().time() + 5
+        while (await first.wait_for_task(task_id, "rendering")).running_seconds is None:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+    # Done while the bot was down: the new run's very first poll finds it so.
+    [provider_task_id] = simulator.tasks
+    simulator.finish(provider_task_id)
+    async with running_bot(fake, simulator, settings) as second:
+        task = await second.wait_for_task(task_id, "done")
+        assert task.running_seconds is not None and task.ready_seconds is not None
+        # The first read of what is learned happens before this render is recorded, so it
+        # is not also read back from the database.
+        learned = second.bot.renderer._renders
+        assert learned is not None and sum(map(len, learned.values())) == 1
+
+
+async def test_a_render_first_polled_long_after_it_was_due_teaches_nothing(
+    harness: Harness,
+) -> None:
+    """A task left by a run that stopped before polling it: when it ended is unknown."""
+    db = harness.bot.db
+    provider_id = await harness.bot.provider.generate(GenerationRequest("left behind", "16:9", 5))
+    harness.simulator.finish(provider_id)
+    task, _ = await task_store.reserve(
+        db,
+        NewTask(
+            guild_id=harness.fake.guild_id,
+            channel_id=harness.fake.channel_id,
+            user_id=harness.fake.user_id,
+            prompt="left behind",
+            aspect_ratio="16:9",
+            duration=5,
+            sound=False,
+            image_urls=(),
+            cost=65,
+            upload_limit=10 * 1024 * 1024,
+        ),
+        starting_credits=260,
+    )
+    assert await task_store.mark_rendering(db, task.id, provider_id, next_poll_at=1e12)
+    # Submitted 100 s ago, its first poll (due after 0.05 s) never happened; due now.
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE tasks SET submitted_at = ?, next_poll_at = 0 WHERE id = ?",
+            (iso(now() - timedelta(seconds=100)), task.id),
+        )
+    harness.bot.renderer.wake()
+    done = await harness.wait_for_task(task.id, "done")
+    assert done.running_seconds is None and done.ready_seconds is None
+    assert await harness.bot.renderer.expectation(5, False) is None

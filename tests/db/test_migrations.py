@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from db import Database, MigrationError, migrations
+from db import tasks as task_store
 
 
 async def test_a_new_file_gets_every_migration_and_the_pragmas(tmp_path: Path) -> None:
@@ -146,7 +147,7 @@ async def test_a_transaction_cancelled_at_its_start_leaves_the_connection_usable
         await db.close()
 
 
-async def test_renders_finished_before_the_bounds_were_kept_still_teach_the_schedule(
+async def test_renders_finished_before_the_bounds_were_kept_teach_nothing(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "bot.db"
@@ -169,8 +170,9 @@ async def test_renders_finished_before_the_bounds_were_kept_still_teach_the_sche
     db = await Database.open(path)
     try:
         row = await db.fetchone("SELECT running_seconds, ready_seconds FROM tasks WHERE id = 't1'")
-        assert row is not None and row["running_seconds"] is None
-        # Delivery time was all the old rows kept: the render ended by then.
-        assert row["ready_seconds"] == pytest.approx(42.0, abs=0.01)
+        # Their polls were up to a minute apart: too loose to say when the render ended.
+        assert row is not None
+        assert (row["running_seconds"], row["ready_seconds"]) == (None, None)
+        assert await task_store.recent_renders(db, per_preset=20) == []
     finally:
         await db.close()
