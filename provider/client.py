@@ -380,6 +380,10 @@ class SeedanceClient:
         self._next_slot += interval - self._min_interval
         self._rate, self._min_interval = rate, interval
         log.info("Seedance request rate %s to %.2f/s (ceiling %.2f/s)", change, rate, self._max_rps)
+        # A raise may have moved the next turn earlier than the first in line is sleeping to.
+        first = self._first_in_line()
+        if first is not None:
+            first.set()
 
     async def _wait_turn(self, *, urgent: bool) -> int:
         """Wait until this client may start another request; return the turn's ticket."""
@@ -395,9 +399,12 @@ class SeedanceClient:
                     await woken.wait()
                 elif start > now:
                     # Sleep, then look again: a 429 meanwhile may have paused requests or
-                    # lowered the rate, and it must hold for the very next request; or a
-                    # generate may have come to take this turn.
-                    await asyncio.sleep(start - now)
+                    # lowered the rate, and it must hold for the very next request; a generate
+                    # may have come to take this turn; a raised rate wakes it early.
+                    # (asyncio.timeout, unlike wait_for on 3.11, never swallows a cancellation.)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(start - now):
+                            await woken.wait()
                 else:
                     break
             self._next_slot = now + self._min_interval
@@ -410,6 +417,9 @@ class SeedanceClient:
         finally:
             # Leaving, with a turn or cancelled: whoever is first now must start watching.
             line.remove(woken)
+            if not self._waiting_polls:
+                # Generates count against a waiting poll only while one is waiting.
+                self._generates_ahead = 0
             first = self._first_in_line()
             if first is not None:
                 first.set()

@@ -626,3 +626,48 @@ async def test_api_key_never_appears_in_errors_or_debug_logs(
     assert API_KEY not in caplog.text
     assert all(API_KEY not in r.getMessage() for r in caplog.records)
     assert all(API_KEY not in str(r.query) for r in sim.requests)
+
+
+async def test_generates_that_passed_a_poll_since_cancelled_do_not_count_against_the_next(
+    sim: ProviderSimulator, client: SeedanceClient, make_client: MakeClient
+) -> None:
+    task_id = await client.generate(FIVE_SILENT)
+    paced = make_client(max_rps=20)
+    first_poll = asyncio.create_task(paced.status(task_id))
+    waiting_poll = asyncio.create_task(paced.status(task_id))
+    await asyncio.gather(*(paced.generate(FIVE_SILENT) for _ in range(3)), first_poll)
+    # Three generates passed the waiting poll; it gives up before its turn.
+    waiting_poll.cancel()
+    await asyncio.gather(waiting_poll, return_exceptions=True)
+    mark = len(sim.requests)
+
+    later_poll = asyncio.create_task(paced.status(task_id))
+    await asyncio.sleep(0)
+    await asyncio.gather(*(paced.generate(FIVE_SILENT) for _ in range(4)), later_poll)
+
+    order = [r.path.removeprefix("/api/") for r in sim.requests[mark:]]
+    assert order == ["generate"] * 4 + ["status"]
+
+
+async def test_a_raised_rate_applies_to_the_request_already_waiting(
+    sim: ProviderSimulator, make_client: MakeClient
+) -> None:
+    client = make_client(max_rps=80)
+    task_id = await client.generate(FIVE_SILENT)
+    # Four separate rate limits bring the rate to its floor, 5/s (0.204 s apart).
+    for _ in range(4):
+        sim.fail_next("status", 429, retry_after=0.01)
+        await client.status(task_id)
+    assert client.current_rps == 5
+
+    async def poll_until_raised() -> None:
+        while client.current_rps == 5:
+            await client.status(task_id)
+
+    # Two pollers: when the eighth answer raises the rate, the other one is already waiting.
+    await asyncio.gather(poll_until_raised(), poll_until_raised())
+    assert client.current_rps == 15
+    times = [r.received_at for r in sim.requests_to("status")]
+    # The last request waited for its turn when the rate rose: it goes one new interval
+    # (0.068 s) after the one before, not one old interval (0.204 s).
+    assert times[-1] - times[-2] < 0.15, times[-3:]
