@@ -67,10 +67,9 @@ def expect(history: Mapping[Preset, Sequence[Render]], preset: Preset) -> Expect
     """Return when a render of `preset` is expected to end, or None when nothing is known.
 
     The earliest end is the shortest render seen, lowered by how far the true shortest may
-    lie below it: the spread of renders divided by the number seen plus one, which is how
-    far the least of n draws lies above the bottom on average. Presets that are no longer
-    and no louder than this one put a floor under it: a 10 s clip with sound is not expected
-    before a 5 s silent one.
+    lie below it (see `_own`): the least of n draws lies above the bottom of their spread by
+    about the spread over n + 1. Presets that are no longer and no louder than this one put
+    a floor under it: a 10 s clip with sound is not expected before a 5 s silent one.
     """
     prior = _prior_spread(history)
     floors = [
