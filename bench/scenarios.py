@@ -45,7 +45,8 @@ from provider.errors import ProviderRateLimited
 from provider.models import PRICES, GenerationRequest
 from provider.simulator import ProviderSimulator, RecordedRequest, SimTask
 from tests import payloads
-from tests.e2e.live import GUILD_READY_TIMEOUT, INVOKERS, BotProcess, LiveHarness
+from tests.e2e import live
+from tests.e2e.live import INVOKERS, BotProcess, LiveHarness
 from tests.fakediscord import FakeDiscord, new_snowflake
 from tests.harness import API_KEY, MEMBER_PERMISSIONS, TOKEN, bot_settings
 
@@ -186,43 +187,15 @@ def provider_429s(simulator: ProviderSimulator, received: int) -> str:
     )
 
 
-@contextlib.asynccontextmanager
-async def live_bot(
+def live_bot(
     fake: FakeDiscord,
     simulator: ProviderSimulator,
     settings: Settings,
     options: Mapping[str, Any],
-) -> AsyncIterator[LiveHarness]:
+) -> contextlib.AbstractAsyncContextManager[LiveHarness]:
     """tests/e2e/live.py's live_bot with the production provider client (rate limit included)
-    instead of the tests' unlimited one: `bot.start()` over the fake gateway, until ready."""
-    fake.gateway_connected.clear()
-    async with open_bot(
-        settings,
-        client_options=options,
-        bot_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
-    ) as bot:
-        runner = asyncio.create_task(bot.start(settings.discord_token), name="bench-bot-start")
-        try:
-
-            async def ready() -> None:
-                await fake.gateway_connected.wait()
-                await bot.wait_until_ready()
-
-            waiter = asyncio.ensure_future(ready())
-            done, _ = await asyncio.wait(
-                {waiter, runner}, timeout=20, return_when="FIRST_COMPLETED"
-            )
-            waiter.cancel()
-            if runner in done:
-                runner.result()
-                raise RuntimeError("bot.start() returned before the bot was ready")
-            if waiter not in done:
-                raise RuntimeError("the bot was not ready within 20 s")
-            yield LiveHarness(bot, fake, simulator, settings)
-        finally:
-            await bot.close()
-            await asyncio.wait_for(runner, 20)
-            await fake.wait_for_gateway_closed()
+    instead of the tests' unlimited one."""
+    return live.live_bot(fake, simulator, settings, options, within=20.0)
 
 
 @contextlib.asynccontextmanager

@@ -9,7 +9,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,29 +61,39 @@ class LiveHarness(Harness):
 
 @contextlib.asynccontextmanager
 async def live_bot(
-    fake: FakeDiscord, simulator: ProviderSimulator, settings: Settings
+    fake: FakeDiscord,
+    simulator: ProviderSimulator,
+    settings: Settings,
+    client_options: Mapping[str, Any] = CLIENT_OPTIONS,
+    *,
+    within: float = 10.0,
 ) -> AsyncIterator[LiveHarness]:
-    """Run the bot as bot.py's run() does (login, gateway, ready) and close it cleanly after."""
+    """Run the bot as bot.py's run() does (login, gateway, ready) and close it cleanly after.
+
+    The provider client is the tests' unlimited one unless `client_options` say otherwise
+    (the benchmark passes production's).
+    """
+    fake.gateway_connected.clear()
     async with open_bot(
         settings,
-        client_options=CLIENT_OPTIONS,
+        client_options=client_options,
         bot_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
     ) as bot:
         runner = asyncio.create_task(bot.start(settings.discord_token), name="bot-start")
         try:
             waiter = asyncio.ensure_future(_ready(fake, bot))
             done, _ = await asyncio.wait(
-                {waiter, runner}, timeout=10, return_when="FIRST_COMPLETED"
+                {waiter, runner}, timeout=within, return_when="FIRST_COMPLETED"
             )
             waiter.cancel()
             if runner in done:
                 runner.result()
                 raise AssertionError("bot.start() returned before the bot was ready")
-            assert waiter in done, "the bot was not ready within 10 s"
+            assert waiter in done, f"the bot was not ready within {within:g} s"
             yield LiveHarness(bot, fake, simulator, settings)
         finally:
             await bot.close()
-            await asyncio.wait_for(runner, 10)
+            await asyncio.wait_for(runner, within)
             await fake.wait_for_gateway_closed()
 
 
