@@ -182,6 +182,9 @@ async def _submit(
     request: GenerationRequest,
     balance_left: int,
 ) -> None:
+    # Worked out before the provider hears of the task: once it has answered, nothing may
+    # fail before the id it gave is recorded, or a task it bills for would be lost.
+    first_poll_delay = await bot.renderer.first_poll_delay(task.duration, task.sound)
     try:
         provider_task_id = await bot.provider.generate(request)
     except provider_errors.ProviderError as error:
@@ -197,9 +200,7 @@ async def _submit(
             # The refund stands; the card already says so and /video status shows why.
             log.info("Could not tell the member why task %s did not start", task.id)
         return
-    first_poll = bot.renderer.clock() + await bot.renderer.first_poll_delay(
-        task.duration, task.sound
-    )
+    first_poll = bot.renderer.clock() + first_poll_delay
     if not await task_store.mark_rendering(
         bot.db, task.id, provider_task_id, next_poll_at=first_poll
     ):

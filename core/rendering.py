@@ -243,21 +243,23 @@ class Renderer:
         return max(0.0, min(next_due - self.clock(), until_sweep, MAX_IDLE_SECONDS))
 
     async def _handle(self, task: Task) -> None:
+        # `task` is the row `due()` just read; no other job touches it while it is in flight.
         try:
-            current = await task_store.get(self.bot.db, task.id)
-            if current is None:
-                return
-            if current.state is TaskState.RENDERING:
-                await self.poll(current)
-            elif current.state is TaskState.DELIVERING:
-                await self.deliver(current)
+            if task.state is TaskState.RENDERING:
+                await self.poll(task)
+            elif task.state is TaskState.DELIVERING:
+                await self.deliver(task)
         except Exception:
             log.exception("Handling task %s failed; it will be tried again", task.id)
             attempts = max(task.poll_attempts, task.delivery_attempts) + 1
             try:
-                await task_store.reschedule(
-                    self.bot.db, task.id, self.clock() + self.interval(attempts)
-                )
+                # A poll that keeps failing must not hold the member's credits for good.
+                if task.state is TaskState.RENDERING and self._rendering_too_long(task):
+                    await self._time_out(task)
+                else:
+                    await task_store.reschedule(
+                        self.bot.db, task.id, self.clock() + self.interval(attempts)
+                    )
             except Exception:
                 log.exception("Could not reschedule task %s", task.id)
         finally:
@@ -323,13 +325,7 @@ class Renderer:
                 assert delivering is not None
                 await self.deliver(delivering)
         elif self._rendering_too_long(task):
-            minutes = self.bot.settings.render_timeout_seconds / 60
-            await self._refund(
-                task,
-                TaskState.TIMED_OUT,
-                texts.still_rendering(minutes=minutes),
-                allowed_from=(TaskState.RENDERING,),
-            )
+            await self._time_out(task)
         elif status is None:
             # No answer: nothing learned about the render, and the next try waits longer.
             elapsed = self._elapsed(task)
@@ -391,6 +387,15 @@ class Renderer:
             return False
         self._progress_waiting.pop(task_id, None)
         return True
+
+    async def _time_out(self, task: Task) -> None:
+        minutes = self.bot.settings.render_timeout_seconds / 60
+        await self._refund(
+            task,
+            TaskState.TIMED_OUT,
+            texts.still_rendering(minutes=minutes),
+            allowed_from=(TaskState.RENDERING,),
+        )
 
     def _rendering_too_long(self, task: Task) -> bool:
         return self._elapsed(task) > self.bot.settings.render_timeout_seconds

@@ -583,3 +583,35 @@ async def test_a_render_first_polled_long_after_it_was_due_teaches_nothing(
     done = await harness.wait_for_task(task.id, "done")
     assert done.running_seconds is None and done.ready_seconds is None
     assert await harness.bot.renderer.expectation(5, False) is None
+
+
+@pytest.mark.allow_errors
+@pytest.mark.settings(render_timeout_seconds=0.3)
+async def test_a_task_whose_polls_keep_breaking_is_still_refunded_at_the_time_limit(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(task_id: str) -> None:
+        raise RuntimeError("a bug in reading the answer")
+
+    task_id = await generate(harness)
+    await harness.wait_for_task(task_id, "rendering")
+    monkeypatch.setattr(harness.bot.provider, "status", broken)
+    task = await harness.wait_for_task(task_id, "timed_out", within=10)
+    assert "still rendering" in (task.error or "")
+    assert await harness.balance() == 260
+
+
+@pytest.mark.allow_errors
+async def test_when_polls_cannot_be_planned_the_provider_never_hears_of_the_task(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(duration: int, sound: bool) -> float:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(harness.bot.renderer, "first_poll_delay", broken)
+    await harness.run("generate", options={"prompt": PROMPT})
+    [task] = await harness.tasks()
+    task = await harness.wait_for_task(task.id, "uncertain", "rejected", "failed")
+    # Nothing was created at the provider, so nothing can be billed without a record.
+    assert harness.simulator.requests_to("generate") == []
+    assert await harness.balance() == 260
