@@ -31,7 +31,6 @@ def _truncate(text: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
 class ProviderError(Exception):
     """Raise when the video provider did not do what was asked."""
 
-    retryable: ClassVar[bool] = False
     summary: ClassVar[str] = "The video provider returned an error"
 
     def __init__(
@@ -70,7 +69,6 @@ class ProviderOutOfCredits(ProviderError):
 class ProviderRateLimited(ProviderError):
     """Raise when the provider asks the client to slow down (429)."""
 
-    retryable = True
     summary = "The video provider is rate limiting requests"
 
     def __init__(
@@ -88,7 +86,6 @@ class ProviderRateLimited(ProviderError):
 class ProviderServerError(ProviderError):
     """Raise when the provider reports a transient fault (500 and other 5xx)."""
 
-    retryable = True
     summary = "The video provider had an internal error"
 
 
@@ -107,7 +104,6 @@ class ProviderBadResponse(ProviderError):
 class ProviderUnavailable(ProviderError):
     """Raise when the provider cannot be reached (refused, DNS, reset)."""
 
-    retryable = True
     summary = "The video provider could not be reached"
 
     def __init__(

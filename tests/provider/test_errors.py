@@ -18,23 +18,22 @@ from provider.errors import (
 
 
 @pytest.mark.parametrize(
-    ("code", "kind", "retryable"),
+    ("code", "kind"),
     [
-        (401, ProviderAuthError, False),
-        (402, ProviderOutOfCredits, False),
-        (429, ProviderRateLimited, True),
-        (500, ProviderServerError, True),
-        (503, ProviderServerError, True),
-        (400, ProviderRejected, False),
-        (404, ProviderRejected, False),
-        (1001, ProviderBadResponse, False),
+        (401, ProviderAuthError),
+        (402, ProviderOutOfCredits),
+        (429, ProviderRateLimited),
+        (500, ProviderServerError),
+        (503, ProviderServerError),
+        (400, ProviderRejected),
+        (404, ProviderRejected),
+        (1001, ProviderBadResponse),
     ],
 )
-def test_codes_map_to_typed_errors(code: int, kind: type[ProviderError], retryable: bool) -> None:
+def test_codes_map_to_typed_errors(code: int, kind: type[ProviderError]) -> None:
     err = error_for_code(code, "boom", status=code)
 
     assert type(err) is kind
-    assert err.retryable is retryable
     assert (err.status, err.code, err.message) == (code, code, "boom")
 
 
