@@ -14,7 +14,7 @@ from discord.ext import commands
 from core import texts
 from core.cards import quote, refill_text, status_line
 from core.errors import UserFacingError
-from core.members import NO_MENTIONS, member_role_ids
+from core.members import NO_MENTIONS, is_server_admin, member_role_ids
 from core.validation import check_amount
 from db import budgets, credits, reports
 from db import now as db_now
@@ -32,7 +32,7 @@ MAX_BUDGET = 100_000_000
 
 def require_admin(interaction: discord.Interaction[VideoBot]) -> bool:
     """Re-check Manage Server: a server can loosen the command's default permission."""
-    if interaction.permissions.manage_guild:
+    if is_server_admin(interaction):
         return True
     raise app_commands.CheckFailure(texts.ADMINS_ONLY)
 

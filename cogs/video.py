@@ -29,7 +29,7 @@ from db import now as db_now
 from db import tasks as task_store
 from db.states import TaskState
 from db.tasks import Task
-from provider.models import MAX_PROMPT_LENGTH, GenerationRequest
+from provider.models import DURATIONS, MAX_PROMPT_LENGTH, GenerationRequest
 
 if TYPE_CHECKING:
     from core.bot import VideoBot
@@ -268,7 +268,8 @@ class AnimateModal(discord.ui.Modal, title=texts.ANIMATE_TITLE):
     async def on_submit(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
         """Check the answers and start the clip, or say what to fix."""
         try:
-            duration = {"5": 5, "10": 10}.get(self.duration.value.strip().lower().rstrip("s"))
+            length = self.duration.value.strip().lower().rstrip("s")
+            duration = next((d for d in DURATIONS if str(d) == length), None)
             sound = texts.ANIMATE_SOUND_ANSWERS.get(self.sound.value.strip().lower())
             if duration is None:
                 raise UserFacingError(texts.ANIMATE_LENGTH_INVALID)

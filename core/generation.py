@@ -24,7 +24,7 @@ from db.states import TaskState
 from db.tasks import NewTask, Task
 from provider import errors as provider_errors
 from provider.client import GATEWAY_ERRORS
-from provider.models import GenerationRequest, price
+from provider.models import GenerationRequest
 
 if TYPE_CHECKING:
     from core.bot import VideoBot
@@ -43,7 +43,7 @@ async def start(
     Raises UserFacingError, before anything is charged, when a budget rule says no.
     """
     assert interaction.guild_id is not None and interaction.channel_id is not None
-    cost = price(request.duration, request.sound)
+    cost = request.credits
     roles = member_role_ids(interaction.user)
     try:
         task, balance_left = await task_store.reserve(

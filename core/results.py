@@ -21,7 +21,7 @@ from core.members import NO_MENTIONS, is_server_admin
 from core.replies import answer_failure, send_private
 from db import tasks as task_store
 from db.tasks import Task
-from provider.models import GenerationRequest, price
+from provider.models import DURATIONS, GenerationRequest
 
 if TYPE_CHECKING:
     from core.bot import VideoBot
@@ -39,7 +39,7 @@ def variant_of(task: Task, change: Change) -> GenerationRequest:
     return GenerationRequest(
         prompt=task.prompt,
         aspect_ratio=task.aspect_ratio,
-        duration=10 if change == "long" else task.duration,
+        duration=max(DURATIONS) if change == "long" else task.duration,
         sound=True if change == "sound" else task.sound,
         image_urls=task.image_urls,
     )
@@ -55,11 +55,11 @@ def result_view(task: Task, *, in_dm: bool = False) -> discord.ui.View:
     if in_dm:
         view.add_item(DeleteButton(task.id))
         return view
-    view.add_item(RerollButton(task.id, price(task.duration, task.sound)))
-    if task.duration != 10:
-        view.add_item(VariantButton(task.id, "long", price(10, task.sound)))
+    view.add_item(RerollButton(task.id, variant_of(task, "reroll").credits))
+    if task.duration < max(DURATIONS):
+        view.add_item(VariantButton(task.id, "long", variant_of(task, "long").credits))
     if not task.sound:
-        view.add_item(VariantButton(task.id, "sound", price(task.duration, True)))
+        view.add_item(VariantButton(task.id, "sound", variant_of(task, "sound").credits))
     view.add_item(DeleteButton(task.id))
     return view
 
@@ -84,7 +84,7 @@ async def offer(interaction: discord.Interaction[VideoBot], task_id: str, change
         await send_private(interaction, texts.TAKES_ONLY_IN_SERVER)
         return
     request = variant_of(task, change)
-    cost = price(request.duration, request.sound)
+    cost = request.credits
     await interaction.response.send_message(
         texts.offer_take(take=texts.TAKES[change], task_id=task.id, cost=cost),
         view=ConfirmTake(task, change, interaction),

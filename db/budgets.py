@@ -97,7 +97,6 @@ class Allowance:
 
     amount: int
     period: Period
-    from_role: int | None = None
 
     def next_refill(self, moment: datetime) -> datetime | None:
         """Return when the balance is next raised back to `amount`."""
@@ -140,13 +139,13 @@ async def allowance_in(
     if roles:
         marks = ", ".join("?" for _ in roles)
         async with conn.execute(
-            "SELECT role_id, amount FROM role_allowances "  # noqa: S608 - only placeholders
+            "SELECT amount FROM role_allowances "  # noqa: S608 - only placeholders
             f"WHERE guild_id = ? AND role_id IN ({marks}) ORDER BY amount DESC LIMIT 1",
             (guild_id, *roles),
         ) as cursor:
             row = await cursor.fetchone()
         if row is not None and row["amount"] > best.amount:
-            best = Allowance(row["amount"], settings.allowance_period, from_role=row["role_id"])
+            best = Allowance(row["amount"], settings.allowance_period)
     return best
 
 
@@ -308,4 +307,4 @@ async def recent_changes(db: Database, guild_id: int, *, limit: int) -> list[Set
         "WHERE guild_id = ? ORDER BY id DESC LIMIT ?",
         (guild_id, limit),
     )
-    return [SettingsChange(**{key: row[key] for key in row.keys()}) for row in rows]  # noqa: SIM118
+    return [SettingsChange(**dict(row)) for row in rows]

@@ -53,7 +53,7 @@ class LedgerEntry:
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> LedgerEntry:
         """Build an entry from a `SELECT * FROM ledger` row."""
-        return cls(**{key: row[key] for key in row.keys()})  # noqa: SIM118 - Row has no __iter__ of keys
+        return cls(**dict(row))
 
 
 async def ensure_member(

@@ -79,7 +79,7 @@ class Task:
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Task:
         """Build a task from a `SELECT * FROM tasks` row."""
-        values = {key: row[key] for key in row.keys()}  # noqa: SIM118 - Row has no key iteration
+        values = dict(row)
         values["sound"] = bool(values["sound"])
         values["state"] = TaskState(values["state"])
         values["image_urls"] = tuple(json.loads(values["image_urls"]))

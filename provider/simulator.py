@@ -215,10 +215,6 @@ class ProviderSimulator:
         """Make a task end FAILED with message when its rendering ends."""
         self.tasks[task_id].fail_message = message
 
-    def set_render_seconds(self, task_id: str, seconds: float) -> None:
-        """Change how long one task renders, counted from its creation."""
-        self.tasks[task_id].render_seconds = seconds
-
     def requests_to(
         self, endpoint: Literal["generate", "status", "files"]
     ) -> list[RecordedRequest]:
@@ -259,10 +255,6 @@ class ProviderSimulator:
     ) -> None:
         """Answer the next count matching requests with HTTP 200 and a broken body."""
         self._faults.append(_Fault(endpoint=endpoint, remaining=count, malformed=kind))
-
-    def clear_faults(self) -> None:
-        """Forget every pending fault."""
-        self._faults.clear()
 
     # HTTP plumbing
 
