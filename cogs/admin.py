@@ -184,10 +184,7 @@ class VideoAdmin(
         await budgets.set_cap(
             self.bot.db, interaction.guild_id, amount, period, actor_id=interaction.user.id
         )
-        moment = db_now()
-        start = budgets.period_start(period, moment)
-        assert start is not None
-        spent = await self._spent_since(interaction.guild_id, start)
+        spent = await self._spent_this(interaction.guild_id, period)
         await self._reply(
             interaction,
             texts.cap_set(amount=amount, period=period, spent=spent, left=max(0, amount - spent)),
@@ -222,9 +219,7 @@ class VideoAdmin(
         assert interaction.guild_id is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         db = self.bot.db
-        moment = db_now()
-        start = budgets.period_start(period, moment)
-        assert start is not None
+        start = budgets.period_start(period, db_now())
         report = await reports.usage(db, interaction.guild_id, start)
         rules = await budgets.budget(db, interaction.guild_id)
         embed = discord.Embed(
@@ -323,16 +318,14 @@ class VideoAdmin(
         log.info("Admin %d in server %s: %s", interaction.user.id, interaction.guild_id, text[:200])
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
-    async def _spent_since(self, guild_id: int, start: datetime) -> int:
+    async def _spent_this(self, guild_id: int, period: budgets.CapPeriod) -> int:
         async with self.bot.db.transaction() as conn:
-            return await budgets.spent_in(conn, guild_id, start)
+            return await budgets.spent_in(conn, guild_id, period, db_now())
 
     async def _cap_text(self, guild_id: int, rules: budgets.GuildBudget) -> str:
         if rules.cap is None:
             return texts.NONE
-        start = budgets.period_start(rules.cap_period, db_now())
-        assert start is not None
-        spent = await self._spent_since(guild_id, start)
+        spent = await self._spent_this(guild_id, rules.cap_period)
         return texts.cap_rule(
             cap=rules.cap, period=rules.cap_period, left=max(0, rules.cap - spent)
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, overload
 
 import aiosqlite
 
@@ -22,6 +22,10 @@ PERIODS: tuple[Period, ...] = ("day", "week", "month", "none")
 DEFAULT_MAX_CONCURRENT = 2
 
 
+@overload
+def period_start(period: CapPeriod, moment: datetime) -> datetime: ...
+@overload
+def period_start(period: Period, moment: datetime) -> datetime | None: ...
 def period_start(period: Period, moment: datetime) -> datetime | None:
     """Return when the calendar period holding `moment` began (None for `none`)."""
     day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -34,8 +38,12 @@ def period_start(period: Period, moment: datetime) -> datetime | None:
     return None
 
 
+@overload
+def next_period_start(period: CapPeriod, moment: datetime) -> datetime: ...
+@overload
+def next_period_start(period: Period, moment: datetime) -> datetime | None: ...
 def next_period_start(period: Period, moment: datetime) -> datetime | None:
-    """Return when the period after the one holding `moment` begins."""
+    """Return when the period after the one holding `moment` begins (None for `none`)."""
     start = period_start(period, moment)
     if start is None:
         return None
@@ -157,8 +165,12 @@ async def member_allowance(
         return await allowance_in(conn, guild_id, roles, default_credits)
 
 
-async def spent_in(conn: aiosqlite.Connection, guild_id: int | None, since: datetime) -> int:
-    """Return credits charged since `since` net of refunds (one server, or all when None)."""
+async def spent_in(
+    conn: aiosqlite.Connection, guild_id: int | None, period: CapPeriod, moment: datetime
+) -> int:
+    """Return credits charged in the period holding `moment`, net of refunds (one server, or
+    all when `guild_id` is None). Tasks count in the period they started in."""
+    since = period_start(period, moment)
     states = sql_list(SPENDING)
     async with conn.execute(
         f"SELECT COALESCE(SUM(cost), 0) FROM tasks WHERE created_at >= ? AND state IN ({states}) "  # noqa: S608 - constants only

@@ -166,18 +166,14 @@ async def _check_budgets(
     if active >= rules.max_concurrent:
         raise budgets.TooManyActive(rules.max_concurrent)
     if rules.cap is not None:
-        start = budgets.period_start(rules.cap_period, moment)
-        resets = budgets.next_period_start(rules.cap_period, moment)
-        assert start is not None and resets is not None
-        spent = await budgets.spent_in(conn, request.guild_id, start)
+        spent = await budgets.spent_in(conn, request.guild_id, rules.cap_period, moment)
         if spent + request.cost > rules.cap:
+            resets = budgets.next_period_start(rules.cap_period, moment)
             raise budgets.ServerCapReached(rules.cap, rules.cap_period, spent, resets)
     if max_credits_per_day is not None:
-        start = budgets.period_start("day", moment)
-        resets = budgets.next_period_start("day", moment)
-        assert start is not None and resets is not None
-        spent = await budgets.spent_in(conn, None, start)
+        spent = await budgets.spent_in(conn, None, "day", moment)
         if spent + request.cost > max_credits_per_day:
+            resets = budgets.next_period_start("day", moment)
             raise budgets.OperatorCeilingReached(max_credits_per_day, spent, resets)
 
 

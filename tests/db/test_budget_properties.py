@@ -123,12 +123,8 @@ async def check_limits_after_charge(
         for user in users:
             assert await budgets.active_tasks_in(conn, guild, user) <= rules.max_concurrent
         if rules.cap is not None:
-            start = budgets.period_start(rules.cap_period, now)
-            assert start is not None
-            assert await budgets.spent_in(conn, guild, start) <= rules.cap
-        day = budgets.period_start("day", now)
-        assert day is not None
-        assert await budgets.spent_in(conn, None, day) <= CEILING
+            assert await budgets.spent_in(conn, guild, rules.cap_period, now) <= rules.cap
+        assert await budgets.spent_in(conn, None, "day", now) <= CEILING
 
 
 async def run(operations: list[tuple[Any, ...]]) -> None:
