@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 DEFAULT_API_BASE = "https://seedance1-5pro.com/api"
 DEFAULT_DATABASE_URL = "sqlite:///data/seedance-bot.db"
 SANDBOX_KEY = "sandbox"
+N = TypeVar("N", int, float)
 
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and never shows its value."""
+
+
+def database_path(url: str) -> Path:
+    """Turn `sqlite:///relative.db` or `sqlite:////absolute.db` into a path."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise SettingsError(
+            "DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    return Path(url[len(prefix) :])
+
+
+DEFAULT_DATABASE_PATH = database_path(DEFAULT_DATABASE_URL)
 
 
 @dataclass(frozen=True)
@@ -24,7 +39,7 @@ class Settings:
     discord_token: str
     seedance_api_key: str
     seedance_api_base: str = DEFAULT_API_BASE
-    database_path: Path = Path("data/seedance-bot.db")
+    database_path: Path = DEFAULT_DATABASE_PATH
     default_credits: int = 260
     poll_interval_seconds: float = 10.0
     dev_guild_id: int | None = None
@@ -55,25 +70,21 @@ class Settings:
             seedance_api_key=_required(env, "SEEDANCE_API_KEY"),
             seedance_api_base=_url(env, "SEEDANCE_API_BASE", DEFAULT_API_BASE),
             database_path=database_path(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
-            default_credits=_int(env, "DEFAULT_CREDITS", 260, minimum=0),
-            poll_interval_seconds=_float(env, "POLL_INTERVAL_SECONDS", 10.0, minimum=0.01),
+            default_credits=_int(env, "DEFAULT_CREDITS", cls.default_credits, minimum=0),
+            poll_interval_seconds=_float(
+                env, "POLL_INTERVAL_SECONDS", cls.poll_interval_seconds, minimum=0.01
+            ),
             dev_guild_id=_optional_int(env, "DEV_GUILD_ID", minimum=1),
             log_level=_log_level(env),
             max_credits_per_day=_optional_int(env, "MAX_CREDITS_PER_DAY", minimum=0),
-            provider_max_rps=_float(env, "PROVIDER_MAX_RPS", 5.0, minimum=0.1),
-            render_timeout_seconds=_float(env, "RENDER_TIMEOUT_SECONDS", 3600.0, minimum=1.0),
-            sandbox_render_seconds=_float(env, "SANDBOX_RENDER_SECONDS", 8.0, minimum=0.0),
+            provider_max_rps=_float(env, "PROVIDER_MAX_RPS", cls.provider_max_rps, minimum=0.1),
+            render_timeout_seconds=_float(
+                env, "RENDER_TIMEOUT_SECONDS", cls.render_timeout_seconds, minimum=1.0
+            ),
+            sandbox_render_seconds=_float(
+                env, "SANDBOX_RENDER_SECONDS", cls.sandbox_render_seconds, minimum=0.0
+            ),
         )
-
-
-def database_path(url: str) -> Path:
-    """Turn `sqlite:///relative.db` or `sqlite:////absolute.db` into a path."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise SettingsError(
-            "DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
-        )
-    return Path(url[len(prefix) :])
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -96,26 +107,24 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
 
 
 def _optional_int(env: Mapping[str, str], name: str, *, minimum: int) -> int | None:
+    return _number(env, name, int, "a whole number", minimum)
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    value = _number(env, name, float, "a number", minimum)
+    return default if value is None else value
+
+
+def _number(
+    env: Mapping[str, str], name: str, kind: Callable[[str], N], what: str, minimum: N
+) -> N | None:
     raw = env.get(name, "").strip()
     if not raw:
         return None
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number (see .env.example)") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum} (see .env.example)")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number (see .env.example)") from None
+        raise SettingsError(f"{name} must be {what} (see .env.example)") from None
     if not value >= minimum:  # also rejects nan
         raise SettingsError(f"{name} must be at least {minimum:g} (see .env.example)")
     return value
