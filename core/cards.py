@@ -19,6 +19,9 @@ _COLOURS = {
     TaskState.DONE: discord.Colour.green(),
 }
 
+# The ways a clip reaches the server's channel (the others: "dm", "none").
+IN_CHANNEL = ("attachment", "link")
+
 
 # Direction overrides and isolates would let member text reorder the card around it.
 _BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
@@ -74,16 +77,25 @@ def task_card(
     return embed
 
 
+def message_url(guild_id: int, channel_id: int | None, message_id: int | None) -> str:
+    """Return the link that jumps to a message in a server's channel."""
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+def posted_clip_url(task: Task) -> str | None:
+    """Return the link to the clip's post in the server, if it was posted there."""
+    if task.delivered_via not in IN_CHANNEL or not task.delivery_message_id:
+        return None
+    return message_url(task.guild_id, task.delivery_channel_id, task.delivery_message_id)
+
+
 def delivery_summary(task: Task) -> str:
     """Say where the finished clip can be found."""
     links = " ".join(
         texts.clip_link(number=n, url=url) for n, url in enumerate(task.result_urls, start=1)
     )
-    if task.delivered_via in ("attachment", "link") and task.delivery_message_id:
-        jump = (
-            f"https://discord.com/channels/{task.guild_id}/"
-            f"{task.delivery_channel_id}/{task.delivery_message_id}"
-        )
+    jump = posted_clip_url(task)
+    if jump is not None:
         return texts.clip_posted(jump=jump, links=links)
     if task.delivered_via == "dm":
         return texts.clip_sent_by_dm(links=links)
@@ -123,9 +135,7 @@ def status_line(task: Task) -> str:
 def _result_link(task: Task) -> str | None:
     if task.state is not TaskState.DONE:
         return None
-    if task.delivery_message_id and task.delivered_via in ("attachment", "link"):
-        return (
-            f"https://discord.com/channels/{task.guild_id}/"
-            f"{task.delivery_channel_id}/{task.delivery_message_id}"
-        )
+    jump = posted_clip_url(task)
+    if jump is not None:
+        return jump
     return task.result_urls[0] if task.result_urls else None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from core import texts
-from core.cards import progress_text, quote, task_card
+from core.cards import IN_CHANNEL, message_url, progress_text, quote, task_card
 from core.generation import DEFAULT_UPLOAD_LIMIT
 from core.members import NO_MENTIONS, requester_only
 from core.results import result_view
@@ -450,12 +450,10 @@ class Renderer:
             return
         log.info("Task %s delivered (%s)", task.id, via)
         await self._update_card(task.id)
-        if via in ("attachment", "link") and await credits.wants_notify(
+        if via in IN_CHANNEL and await credits.wants_notify(
             self.bot.db, task.guild_id, task.user_id
         ):
-            await self._notify(
-                task, f"https://discord.com/channels/{task.guild_id}/{channel_id}/{message_id}"
-            )
+            await self._notify(task, message_url(task.guild_id, channel_id, message_id))
 
     async def _notify(self, task: Task, jump: str) -> None:
         """DM the requester (who asked for it with /video notify) that their clip is up."""
