@@ -297,8 +297,9 @@ class VideoAdmin(
         await interaction.response.defer(ephemeral=True, thinking=True)
         db, default = self.bot.db, self.bot.settings.default_credits
         roles = member_role_ids(member)
-        left = await credits.balance(db, interaction.guild_id, member.id, default, roles)
-        allowance = await budgets.member_allowance(db, interaction.guild_id, roles, default)
+        left, allowance = await credits.standing(
+            db, interaction.guild_id, member.id, default, roles
+        )
         recent = await task_store.for_member(db, interaction.guild_id, member.id, limit=5)
         embed = discord.Embed(
             title=texts.member_credits_title(name=member.display_name)[:256],

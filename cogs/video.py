@@ -24,7 +24,7 @@ from core.validation import (
     clean_prompt,
     media_type,
 )
-from db import budgets, credits
+from db import credits
 from db import now as db_now
 from db import tasks as task_store
 from db.states import TaskState
@@ -215,11 +215,8 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         await interaction.response.defer(ephemeral=True, thinking=True)
         roles = member_role_ids(interaction.user)
         default = self.bot.settings.default_credits
-        left = await credits.balance(
+        left, allowance = await credits.standing(
             self.bot.db, interaction.guild_id, interaction.user.id, default, roles
-        )
-        allowance = await budgets.member_allowance(
-            self.bot.db, interaction.guild_id, roles, default
         )
         embed = discord.Embed(
             title=texts.BALANCE_TITLE,

@@ -13,7 +13,7 @@ from enum import StrEnum
 import aiosqlite
 
 from db import Database, iso, now, utcnow
-from db.budgets import allowance_in, period_start
+from db.budgets import Allowance, allowance_in, period_start
 
 
 class LedgerReason(StrEnum):
@@ -69,6 +69,12 @@ async def ensure_member(
     when it is lower; credits above it (grants) stay.
     """
     allowance = await allowance_in(conn, guild_id, roles, default_credits)
+    return await _settle(conn, guild_id, user_id, allowance)
+
+
+async def _settle(
+    conn: aiosqlite.Connection, guild_id: int, user_id: int, allowance: Allowance
+) -> int:
     moment = now()
     cursor = await conn.execute(
         "INSERT INTO members (guild_id, user_id, balance, created_at, refilled_at) "
@@ -201,6 +207,19 @@ async def balance(
     """Return the member's balance, giving a newcomer their starting credits (or a refill)."""
     async with db.transaction() as conn:
         return await ensure_member(conn, guild_id, user_id, starting_credits, roles)
+
+
+async def standing(
+    db: Database,
+    guild_id: int,
+    user_id: int,
+    starting_credits: int,
+    roles: Collection[int] = (),
+) -> tuple[int, Allowance]:
+    """Return the member's balance, as `balance` does, and the allowance it refills to."""
+    async with db.transaction() as conn:
+        allowance = await allowance_in(conn, guild_id, roles, starting_credits)
+        return await _settle(conn, guild_id, user_id, allowance), allowance
 
 
 async def ledger_for(db: Database, guild_id: int, user_id: int) -> list[LedgerEntry]:
