@@ -6,7 +6,7 @@ the 1st. Every change of a setting is recorded with who made it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, overload
@@ -226,21 +226,40 @@ async def _update(conn: aiosqlite.Connection, guild_id: int, **columns: object) 
     )
 
 
+async def _change(
+    db: Database,
+    guild_id: int,
+    *,
+    actor_id: int,
+    setting: str,
+    shown: Callable[[GuildBudget], object],
+    **columns: object,
+) -> None:
+    """Set the server's `columns`; record the change as `shown` describes the rules."""
+    async with db.transaction() as conn:
+        old = await budget_in(conn, guild_id)
+        await _update(conn, guild_id, **columns)
+        new = await budget_in(conn, guild_id)
+        await _record_change(conn, guild_id, actor_id, setting, shown(old), shown(new))
+
+
+def _per(amount: int | None, period: str) -> str | None:
+    return None if amount is None else f"{amount} per {period}"
+
+
 async def set_allowance(
     db: Database, guild_id: int, amount: int, period: Period, *, actor_id: int
 ) -> None:
     """Give every member `amount` credits per `period` (or once, for `none`)."""
-    async with db.transaction() as conn:
-        old = await budget_in(conn, guild_id)
-        await _update(conn, guild_id, allowance=amount, allowance_period=period)
-        await _record_change(
-            conn,
-            guild_id,
-            actor_id,
-            "allowance",
-            None if old.allowance is None else f"{old.allowance} per {old.allowance_period}",
-            f"{amount} per {period}",
-        )
+    await _change(
+        db,
+        guild_id,
+        actor_id=actor_id,
+        setting="allowance",
+        shown=lambda rules: _per(rules.allowance, rules.allowance_period),
+        allowance=amount,
+        allowance_period=period,
+    )
 
 
 async def set_role_allowance(
@@ -276,29 +295,29 @@ async def set_cap(
     db: Database, guild_id: int, amount: int | None, period: CapPeriod, *, actor_id: int
 ) -> None:
     """Limit what the whole server may spend per period (None removes the cap)."""
-    async with db.transaction() as conn:
-        old = await budget_in(conn, guild_id)
-        await _update(conn, guild_id, cap=amount, cap_period=period)
-        await _record_change(
-            conn,
-            guild_id,
-            actor_id,
-            "cap",
-            None if old.cap is None else f"{old.cap} per {old.cap_period}",
-            None if amount is None else f"{amount} per {period}",
-        )
+    await _change(
+        db,
+        guild_id,
+        actor_id=actor_id,
+        setting="cap",
+        shown=lambda rules: _per(rules.cap, rules.cap_period),
+        cap=amount,
+        cap_period=period,
+    )
 
 
 async def set_max_concurrent(
     db: Database, guild_id: int, max_concurrent: int, *, actor_id: int
 ) -> None:
     """Set how many tasks one member may have rendering at once."""
-    async with db.transaction() as conn:
-        old = await budget_in(conn, guild_id)
-        await _update(conn, guild_id, max_concurrent=max_concurrent)
-        await _record_change(
-            conn, guild_id, actor_id, "max_concurrent", old.max_concurrent, max_concurrent
-        )
+    await _change(
+        db,
+        guild_id,
+        actor_id=actor_id,
+        setting="max_concurrent",
+        shown=lambda rules: rules.max_concurrent,
+        max_concurrent=max_concurrent,
+    )
 
 
 @dataclass(frozen=True)
