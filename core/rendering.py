@@ -61,17 +61,18 @@ PROGRESS_GAP_SECONDS = 1.0
 # How many of each preset's latest renders the schedule learns from: recent enough to follow
 # the provider's speed as it changes, enough to see the spread.
 RENDERS_PER_PRESET = 20
+# Polls and deliveries in flight at once: bounds the provider calls, downloads and uploads.
+CONCURRENCY = 8
 
 
 class Renderer:
     """Polls rendering tasks, delivers finished clips and refunds the ones that cannot succeed."""
 
-    def __init__(
-        self, bot: VideoBot, *, clock: Callable[[], float] = time.time, concurrency: int = 8
-    ) -> None:
+    def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
-        self.clock = clock
-        self.concurrency = concurrency
+        # Tests and the benchmark change these on a running bot.
+        self.clock: Callable[[], float] = time.time
+        self.concurrency = CONCURRENCY
         # Task ids whose /video generate is still talking to the provider in this process.
         self.submitting: set[str] = set()
         self._wake = asyncio.Event()

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 64 * 1024
 USER_AGENT = "seedance-video-bot"
 MAX_RETRY_AFTER = 60.0
+# A clip of a few MB from the provider's CDN; a stalled download is retried by the poller.
+DOWNLOAD_TIMEOUT_SECONDS = 120.0
 GATEWAY_ERRORS = frozenset({502, 504})
 # Adaptive pacing (AIMD): a 429 halves the rate, accepted requests win it back step by step.
 # The floor is four halvings below the ceiling (0.31 requests/s at the default 5): a provider
@@ -140,7 +142,6 @@ class SeedanceClient:
         dest: pathlib.Path,
         *,
         max_bytes: int,
-        timeout: float = 120.0,  # noqa: ASYNC109 - it is handed to aiohttp as a ClientTimeout
     ) -> int:
         """Stream a clip to dest and return its size in bytes."""
         target = yarl.URL(url)
@@ -149,7 +150,7 @@ class SeedanceClient:
         # No Authorization header: clip URLs live on a CDN host, not the API.
         try:
             async with self._session.get(
-                target, timeout=aiohttp.ClientTimeout(total=timeout)
+                target, timeout=aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_SECONDS)
             ) as resp:
                 log.debug("GET clip %s -> HTTP %s", target.path, resp.status)
                 if resp.status != 200:

@@ -21,11 +21,11 @@ __all__ = [
 MAX_MESSAGE_LENGTH = 300
 
 
-def _truncate(text: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
+def _truncate(text: str) -> str:
     text = " ".join(text.split())
-    if len(text) <= limit:
+    if len(text) <= MAX_MESSAGE_LENGTH:
         return text
-    return text[: limit - 1] + "…"
+    return text[: MAX_MESSAGE_LENGTH - 1] + "…"
 
 
 class ProviderError(Exception):
