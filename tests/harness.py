@@ -17,7 +17,8 @@ from core.bot import VideoBot
 from core.settings import Settings
 from db import credits
 from db import tasks as task_store
-from db.tasks import Task
+from db.tasks import NewTask, Task
+from provider.models import price
 from provider.simulator import ProviderSimulator
 from tests import payloads
 from tests.fakediscord import FakeDiscord, Recorded
@@ -35,6 +36,31 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "backoff_cap": 0.05,
     "max_rps": 0,
 }
+
+
+def new_task(
+    guild_id: int,
+    user_id: int,
+    *,
+    channel_id: int = 40,
+    prompt: str = "Drone shot over neon night market",
+    duration: int = 5,
+    sound: bool = False,
+    cost: int | None = None,
+) -> NewTask:
+    """What /video generate records for a text prompt (at the preset's price by default)."""
+    return NewTask(
+        guild_id=guild_id,
+        channel_id=channel_id,
+        user_id=user_id,
+        prompt=prompt,
+        aspect_ratio="16:9",
+        duration=duration,
+        sound=sound,
+        image_urls=(),
+        cost=price(duration, sound) if cost is None else cost,
+        upload_limit=10 * 1024 * 1024,
+    )
 
 
 def bot_settings(tmp_path: Path, simulator: ProviderSimulator, **overrides: Any) -> Settings:
@@ -108,6 +134,17 @@ class Harness:
     def replies(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         """Return every message the interaction produced (original response and follow-ups)."""
         return self.fake.interaction_messages(payload["token"])
+
+    async def reserve(self, user_id: int | None = None, **options: Any) -> Task:
+        """Charge a member and record a task in the test channel, as /video generate would."""
+        fake = self.fake
+        request = new_task(
+            fake.guild_id, user_id or fake.user_id, channel_id=fake.channel_id, **options
+        )
+        task, _ = await task_store.reserve(
+            self.bot.db, request, starting_credits=self.settings.default_credits
+        )
+        return task
 
     async def balance(self, user_id: int | None = None) -> int:
         """Return a member's balance as the database holds it."""

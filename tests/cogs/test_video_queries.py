@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from db import budgets
-from db import tasks as task_store
-from db.tasks import NewTask
 from tests import payloads
 from tests.harness import Harness
 
@@ -20,22 +18,7 @@ async def make_tasks(harness: Harness, count: int, *, user_id: int | None = None
     # These tasks never finish; let one member hold more than the default two at once.
     await budgets.set_max_concurrent(harness.bot.db, harness.fake.guild_id, 100, actor_id=1)
     for n in range(count):
-        task, _ = await task_store.reserve(
-            harness.bot.db,
-            NewTask(
-                guild_id=harness.fake.guild_id,
-                channel_id=harness.fake.channel_id,
-                user_id=user_id or harness.fake.user_id,
-                prompt=f"scene number {n}",
-                aspect_ratio="16:9",
-                duration=5,
-                sound=False,
-                image_urls=(),
-                cost=0,
-                upload_limit=10 * 1024 * 1024,
-            ),
-            starting_credits=260,
-        )
+        task = await harness.reserve(user_id, prompt=f"scene number {n}", cost=0)
         ids.append(task.id)
     return ids
 

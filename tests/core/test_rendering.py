@@ -13,11 +13,11 @@ import pytest
 from db import Database, credits, iso, now
 from db import tasks as task_store
 from db.states import TaskState
-from db.tasks import NewTask, Task
+from db.tasks import Task
 from provider.models import GenerationRequest
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
-from tests.harness import Harness, bot_settings, running_bot
+from tests.harness import Harness, bot_settings, new_task, running_bot
 
 PROMPT = "Drone shot over neon night market"
 
@@ -29,22 +29,8 @@ async def generate(harness: Harness, prompt: str = PROMPT, **context: Any) -> st
 
 async def charge_without_submitting(db: Database, fake: FakeDiscord) -> Task:
     """Leave what a crash between the charge and the provider's answer leaves: a paid task."""
-    task, _ = await task_store.reserve(
-        db,
-        NewTask(
-            guild_id=fake.guild_id,
-            channel_id=fake.channel_id,
-            user_id=fake.user_id,
-            prompt=PROMPT,
-            aspect_ratio="16:9",
-            duration=5,
-            sound=False,
-            image_urls=(),
-            cost=65,
-            upload_limit=10 * 1024 * 1024,
-        ),
-        starting_credits=260,
-    )
+    request = new_task(fake.guild_id, fake.user_id, channel_id=fake.channel_id)
+    task, _ = await task_store.reserve(db, request, starting_credits=260)
     return task
 
 
@@ -118,22 +104,8 @@ async def finished_render(
     db: Database, fake: FakeDiscord, user_id: int, running: float, ready: float
 ) -> None:
     """Record a render of the 5 s silent preset that was running at `running` s, done at `ready`."""
-    task, _ = await task_store.reserve(
-        db,
-        NewTask(
-            guild_id=fake.guild_id,
-            channel_id=fake.channel_id,
-            user_id=user_id,
-            prompt=PROMPT,
-            aspect_ratio="16:9",
-            duration=5,
-            sound=False,
-            image_urls=(),
-            cost=65,
-            upload_limit=10 * 1024 * 1024,
-        ),
-        starting_credits=260,
-    )
+    request = new_task(fake.guild_id, user_id, channel_id=fake.channel_id)
+    task, _ = await task_store.reserve(db, request, starting_credits=260)
     never = 1e12
     assert await task_store.mark_rendering(db, task.id, f"sd15p_{user_id}", next_poll_at=never)
     await task_store.still_running(db, task.id, running_seconds=running, next_poll_at=never)
@@ -477,22 +449,7 @@ async def test_tasks_due_together_are_polled_in_turn(harness: Harness) -> None:
         provider_id = await harness.bot.provider.generate(
             GenerationRequest(f"scene {number}", "16:9", 5)
         )
-        task, _ = await task_store.reserve(
-            harness.bot.db,
-            NewTask(
-                guild_id=harness.fake.guild_id,
-                channel_id=harness.fake.channel_id,
-                user_id=3000 + number,
-                prompt=f"scene {number}",
-                aspect_ratio="16:9",
-                duration=5,
-                sound=False,
-                image_urls=(),
-                cost=65,
-                upload_limit=10 * 1024 * 1024,
-            ),
-            starting_credits=260,
-        )
+        task = await harness.reserve(3000 + number, prompt=f"scene {number}")
         await task_store.mark_rendering(harness.bot.db, task.id, provider_id, next_poll_at=0)
         ours[provider_id] = task.id
     harness.bot.renderer.wake()
@@ -556,22 +513,7 @@ async def test_a_render_first_polled_long_after_it_was_due_teaches_nothing(
     db = harness.bot.db
     provider_id = await harness.bot.provider.generate(GenerationRequest("left behind", "16:9", 5))
     harness.simulator.finish(provider_id)
-    task, _ = await task_store.reserve(
-        db,
-        NewTask(
-            guild_id=harness.fake.guild_id,
-            channel_id=harness.fake.channel_id,
-            user_id=harness.fake.user_id,
-            prompt="left behind",
-            aspect_ratio="16:9",
-            duration=5,
-            sound=False,
-            image_urls=(),
-            cost=65,
-            upload_limit=10 * 1024 * 1024,
-        ),
-        starting_credits=260,
-    )
+    task = await harness.reserve(prompt="left behind")
     assert await task_store.mark_rendering(db, task.id, provider_id, next_poll_at=1e12)
     # Submitted 100 s ago, its first poll (due after 0.05 s) never happened; due now.
     async with db.transaction() as conn:

@@ -27,6 +27,7 @@ from db.credits import NotEnoughCredits
 from db.states import TaskState
 from db.tasks import NewTask
 from provider.models import PRICES
+from tests.harness import new_task
 
 GUILDS = (1, 2)
 MEMBERS = (11, 12, 13)
@@ -73,18 +74,7 @@ def virtual_clock() -> Iterator[list[datetime]]:
 
 
 def request_for(guild: int, user: int, duration: int, sound: bool) -> NewTask:
-    return NewTask(
-        guild_id=guild,
-        channel_id=5,
-        user_id=user,
-        prompt="p",
-        aspect_ratio="16:9",
-        duration=duration,
-        sound=sound,
-        image_urls=(),
-        cost=PRICES[(duration, sound)],
-        upload_limit=1,
-    )
+    return new_task(guild, user, duration=duration, sound=sound)
 
 
 async def reserve(db: Database, request: NewTask) -> str | None:

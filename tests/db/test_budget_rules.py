@@ -11,6 +11,7 @@ from db import Database, budgets, credits, reports
 from db import tasks as task_store
 from db.states import TaskState
 from db.tasks import NewTask
+from tests.harness import new_task
 
 GUILD, USER, ROLE, ADMIN = 1, 11, 500, 99
 WEDNESDAY = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -27,7 +28,7 @@ def at(moment: datetime) -> Iterator[list[datetime]]:
 
 
 def request(cost: int = 260) -> NewTask:
-    return NewTask(GUILD, 5, USER, "p", "16:9", 10, True, (), cost, 1)
+    return new_task(GUILD, USER, duration=10, sound=True, cost=cost)
 
 
 async def test_switching_the_allowance_period_never_refills_twice(db: Database) -> None:

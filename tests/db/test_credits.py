@@ -11,23 +11,13 @@ from db import tasks as task_store
 from db.credits import NotEnoughCredits
 from db.states import TaskState
 from db.tasks import NewTask
+from tests.harness import new_task
 
 GUILD, USER, ADMIN = 10, 20, 30
 
 
 def request(cost: int = 65, *, user: int = USER) -> NewTask:
-    return NewTask(
-        guild_id=GUILD,
-        channel_id=40,
-        user_id=user,
-        prompt="Drone shot over neon night market",
-        aspect_ratio="16:9",
-        duration=5,
-        sound=False,
-        image_urls=(),
-        cost=cost,
-        upload_limit=10 * 1024 * 1024,
-    )
+    return new_task(GUILD, user, cost=cost)
 
 
 async def ledger_sum(db: Database, user: int = USER) -> int:

@@ -4,31 +4,16 @@ from __future__ import annotations
 
 from db import Database
 from db import tasks as task_store
-from db.tasks import NewTask
+from tests.harness import new_task
 
 GUILD = 10
 NEVER = 1e12
 
 
-def request(user: int, *, duration: int = 5, sound: bool = False) -> NewTask:
-    return NewTask(
-        guild_id=GUILD,
-        channel_id=40,
-        user_id=user,
-        prompt="Drone shot over neon night market",
-        aspect_ratio="16:9",
-        duration=duration,
-        sound=sound,
-        image_urls=(),
-        cost=65,
-        upload_limit=10 * 1024 * 1024,
-    )
-
-
 async def rendering(
     db: Database, user: int, next_poll_at: float, *, duration: int = 5, sound: bool = False
 ) -> str:
-    preset = request(user, duration=duration, sound=sound)
+    preset = new_task(GUILD, user, duration=duration, sound=sound, cost=65)
     task, _ = await task_store.reserve(db, preset, starting_credits=1000)
     assert await task_store.mark_rendering(db, task.id, f"sd15p_{user}", next_poll_at=next_poll_at)
     return task.id
