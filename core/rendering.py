@@ -81,6 +81,7 @@ class Renderer:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._started_at = utcnow()
         self._last_sweep = float("-inf")
+        self._sweep: asyncio.Task[None] | None = None
         self.stranded_after = STRANDED_AFTER_SECONDS
         self.sweep_every = SWEEP_EVERY_SECONDS
         self.progress_every = PROGRESS_EVERY_SECONDS
@@ -123,6 +124,8 @@ class Renderer:
                 await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
         pending = list(self._in_flight.values())
+        if self._sweep is not None and not self._sweep.done():
+            pending.append(self._sweep)
         if pending:
             _, still_running = await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS)
             for job in still_running:
@@ -226,9 +229,12 @@ class Renderer:
         """Start work on due tasks while there is room; return how long to sleep."""
         db = self.bot.db
         moment = self.clock()
-        if moment >= self._last_sweep + self.sweep_every:
+        sweeping = self._sweep is not None and not self._sweep.done()
+        if moment >= self._last_sweep + self.sweep_every and not sweeping:
+            # Each refund tells the member on Discord; after a crash there can be many, and
+            # polling and delivery must not wait for those messages.
             self._last_sweep = moment
-            await self.refund_stranded()
+            self._sweep = asyncio.create_task(self._sweep_stranded(), name="video-sweep")
         room = self.concurrency - len(self._in_flight)
         if room <= 0:
             return MAX_IDLE_SECONDS  # a finishing job wakes the loop
@@ -266,6 +272,12 @@ class Renderer:
         finally:
             self._in_flight.pop(task.id, None)
             self.wake()
+
+    async def _sweep_stranded(self) -> None:
+        try:
+            await self.refund_stranded()
+        except Exception:
+            log.exception("The sweep for cut-off submissions failed; it runs again later")
 
     async def refund_stranded(self) -> None:
         """Refund charged tasks whose submission was cut off (by a restart or a crash)."""

@@ -557,3 +557,25 @@ async def test_when_polls_cannot_be_planned_the_provider_never_hears_of_the_task
     # Nothing was created at the provider, so nothing can be billed without a record.
     assert harness.simulator.requests_to("generate") == []
     assert await harness.balance() == 260
+
+
+async def test_a_sweep_busy_telling_members_does_not_hold_up_clips(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a crash the sweep may have many refunds to announce; clips go on meanwhile."""
+    busy, release = asyncio.Event(), asyncio.Event()
+
+    async def long_sweep() -> None:
+        busy.set()
+        await release.wait()
+
+    renderer = harness.bot.renderer
+    monkeypatch.setattr(renderer, "refund_stranded", long_sweep)
+    renderer.sweep_every = 0.01
+    try:
+        task_id = await generate(harness)
+        await harness.wait_for_task(task_id, "done")
+        assert busy.is_set()
+        assert len(clip_posts(harness.fake, harness.fake.channel_id)) == 1
+    finally:
+        release.set()
