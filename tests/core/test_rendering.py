@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from core.schedule import expect, learned
 from db import Database, credits, iso, now
 from db import tasks as task_store
 from db.states import TaskState
@@ -188,14 +189,18 @@ async def test_a_repeated_delivery_posts_once(harness: Harness) -> None:
     task_id = await generate(harness)
     task = await harness.wait_for_task(task_id, "rendering")
     assert task.provider_task_id is not None
+    # This test drives the delivery itself; the poller must not race it.
+    await harness.bot.renderer.stop()
+    # Only the bot's own bookkeeping may stop the second post, not Discord's nonce check.
+    harness.fake.nonce_window = 0
     harness.simulator.finish(task.provider_task_id)
     status = await harness.bot.provider.status(task.provider_task_id)
-    await task_store.mark_delivering(
+    assert await task_store.mark_delivering(
         harness.bot.db, task_id, status.response_urls, ready_seconds=1.0, next_poll_at=1e12
     )
     delivering = await task_store.get(harness.bot.db, task_id)
     assert delivering is not None
-    # The first attempt posts; pretend its "done" write was lost and run the step again.
+    # The first attempt posts; run the step again from the same (now stale) row.
     await harness.bot.renderer.deliver(delivering)
     await harness.bot.renderer.deliver(delivering)
     assert len(clip_posts(harness.fake, harness.fake.channel_id)) == 1
@@ -450,8 +455,11 @@ async def test_tasks_due_together_are_polled_in_turn(harness: Harness) -> None:
             GenerationRequest(f"scene {number}", "16:9", 5)
         )
         task = await harness.reserve(3000 + number, prompt=f"scene {number}")
-        await task_store.mark_rendering(harness.bot.db, task.id, provider_id, next_poll_at=0)
+        await task_store.mark_rendering(harness.bot.db, task.id, provider_id, next_poll_at=1e12)
         ours[provider_id] = task.id
+    # All due at the same moment, so no tick starts on the first ones early.
+    async with harness.bot.db.transaction() as conn:
+        await conn.execute("UPDATE tasks SET next_poll_at = 0 WHERE state = 'rendering'")
     harness.bot.renderer.wake()
     deadline = asyncio.get_running_loop().time() + 10
     while len(simulator.requests_to("status")) < 48:
@@ -502,8 +510,10 @@ async def test_a_render_found_done_after_a_restart_is_learned_once(
         assert task.running_seconds is not None and task.ready_seconds is not None
         # The first read of what is learned happens before this render is recorded, so it
         # is not also read back from the database.
-        learned = second.bot.renderer._renders
-        assert learned is not None and sum(map(len, learned.values())) == 1
+        renderer = second.bot.renderer
+        once = learned(task.running_seconds, task.ready_seconds, renderer.schedule)
+        assert once is not None
+        assert await renderer.expectation(5, False) == expect({(5, False): [once]}, (5, False))
 
 
 async def test_a_render_first_polled_long_after_it_was_due_teaches_nothing(

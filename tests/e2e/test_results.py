@@ -705,9 +705,8 @@ async def test_a_used_confirmation_does_not_leave_dead_buttons(live: LiveHarness
     await live.wait_for_task((await live.tasks())[0].id, "done")
 
 
-@pytest.mark.allow_errors
 async def test_a_clip_delivered_by_dm_can_be_deleted_but_not_rerolled_there(
-    live: LiveHarness, caplog: pytest.LogCaptureFixture
+    live: LiveHarness,
 ) -> None:
     fake = live.fake
     fake.forbidden_channels.add(fake.channel_id)
@@ -722,14 +721,15 @@ async def test_a_clip_delivered_by_dm_can_be_deleted_but_not_rerolled_there(
     )
     await live.dispatch(delete)
     assert dm["id"] not in {m["id"] for m in fake.dm_messages(fake.user_id)}
-    assert errors_logged(caplog.records) == []
 
 
 async def test_every_card_rendering_at_once_shows_progress(live: LiveHarness) -> None:
     fake = live.fake
     # The production ratio: a card at most every 15 s, any card at most every 1 s.
     live.bot.renderer.progress_every = 0.2
-    live.bot.renderer.progress_gap = 0.1
+    # Almost a whole period: the two cards fit in one only if the slot goes to the longest
+    # waiter, not to whichever card is polled first.
+    live.bot.renderer.progress_gap = 0.19
     live.simulator.render_seconds = 1.2
     other = int(fake.add_user(username="friend")["id"])
     await asyncio.gather(
