@@ -63,6 +63,23 @@ def new_task(
     )
 
 
+def assert_only_requester_can_be_pinged(fake: FakeDiscord, requester: int) -> None:
+    """Every message body the bot sent lets no mention through but the requester's."""
+    checked = 0
+    for record in fake.requests:
+        body = record.json
+        if isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = body["data"]  # an interaction callback carries its message under "data"
+        if not isinstance(body, dict) or not {"content", "embeds"} & body.keys():
+            continue
+        checked += 1
+        mentions = body.get("allowed_mentions")
+        assert mentions is not None and mentions.get("parse") == [], record.path
+        assert not mentions.get("roles"), record.path
+        assert [int(u) for u in mentions.get("users", [])] in ([], [requester]), record.path
+    assert checked >= 3  # at least the card, an edit of it and the clip
+
+
 def bot_settings(tmp_path: Path, simulator: ProviderSimulator, **overrides: Any) -> Settings:
     """Settings for a bot under test: the simulator as provider, a database in tmp_path."""
     base = Settings(
