@@ -24,6 +24,15 @@ from provider.simulator import ProviderSimulator
 from tests.provider.conftest import API_KEY, RENDER_SECONDS, FakeClock, MakeClient
 
 FIVE_SILENT = GenerationRequest("Drone shot over a neon night market", "16:9", 5)
+# A well-formed id the simulator has never issued.
+UNKNOWN_TASK = "sd15p_000000000000000"
+
+
+async def call(client: SeedanceClient, endpoint: str) -> object:
+    """Make one call of the named endpoint, as a test parametrized over both does."""
+    if endpoint == "generate":
+        return await client.generate(FIVE_SILENT)
+    return await client.status(UNKNOWN_TASK)
 
 
 async def test_generate_returns_the_task_id_and_sends_the_documented_json(
@@ -201,7 +210,7 @@ async def test_unknown_task_is_rejected_as_not_found(
     sim: ProviderSimulator, client: SeedanceClient
 ) -> None:
     with pytest.raises(ProviderRejected) as caught:
-        await client.status("sd15p_000000000000000")
+        await client.status(UNKNOWN_TASK)
 
     assert caught.value.status == 404
     assert caught.value.message == "Task not found"
@@ -226,7 +235,7 @@ async def test_server_error_that_persists_raises_after_max_attempts(
     sim.fail_next("status", 503, count=100)
 
     with pytest.raises(ProviderServerError) as caught:
-        await client.status("sd15p_000000000000000")
+        await client.status(UNKNOWN_TASK)
 
     assert caught.value.status == 503
     assert len(sim.requests_to("status")) == 3
@@ -261,10 +270,7 @@ async def test_non_json_answer_is_a_bad_response_and_not_retried(
     sim.malformed_next("any", kind="not_json")
 
     with pytest.raises(ProviderBadResponse):
-        if endpoint == "generate":
-            await client.generate(FIVE_SILENT)
-        else:
-            await client.status("sd15p_000000000000000")
+        await call(client, endpoint)
 
     assert len(sim.requests) == 1
 
@@ -295,10 +301,7 @@ async def test_fields_of_the_wrong_type_are_a_bad_response(
     sim.malformed_next("any", kind="wrong_types")
 
     with pytest.raises(ProviderBadResponse):
-        if endpoint == "generate":
-            await client.generate(FIVE_SILENT)
-        else:
-            await client.status("sd15p_000000000000000")
+        await call(client, endpoint)
 
 
 async def test_closed_port_raises_unavailable_after_retrying(
@@ -320,7 +323,7 @@ async def test_slow_status_times_out_after_retrying(
     sim.slow_seconds = 0.3
 
     with pytest.raises(ProviderTimeout):
-        await client.status("sd15p_000000000000000")
+        await client.status(UNKNOWN_TASK)
 
     assert len(sim.requests_to("status")) == 2
 
@@ -356,7 +359,7 @@ async def test_rate_limit_that_persists_raises_rate_limited(
     sim.fail_next("status", 429, count=5, retry_after=0.01)
 
     with pytest.raises(ProviderRateLimited) as caught:
-        await client.status("sd15p_000000000000000")
+        await client.status(UNKNOWN_TASK)
 
     assert caught.value.retry_after == 0.01
     assert len(sim.requests_to("status")) == 2
