@@ -15,7 +15,7 @@ from core import texts
 from core.cards import quote, refill_text, status_line
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
-from core.validation import check_amount
+from core.validation import Amount
 from db import budgets, credits, reports
 from db import now as db_now
 from db import tasks as task_store
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_GRANT = 1_000_000
 MAX_BUDGET = 100_000_000
+MAX_CONCURRENT = 20
 
 
 def require_admin(interaction: discord.Interaction[VideoBot]) -> bool:
@@ -62,14 +63,13 @@ class VideoAdmin(
         self,
         interaction: discord.Interaction[VideoBot],
         member: discord.User,
-        amount: app_commands.Range[int, -MAX_GRANT, MAX_GRANT],
+        amount: app_commands.Transform[int, Amount(-MAX_GRANT, MAX_GRANT, texts.AMOUNT_GRANT)],
         reason: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
         """Add credits to a member's balance, or take some away."""
         assert interaction.guild_id is not None
         if amount == 0:
             raise UserFacingError(texts.GRANT_ZERO)
-        check_amount(amount, lowest=-MAX_GRANT, highest=MAX_GRANT, what=texts.AMOUNT_GRANT)
         if member.bot:
             raise UserFacingError(texts.BOTS_HOLD_NO_CREDITS)
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -109,12 +109,11 @@ class VideoAdmin(
     async def allowance(
         self,
         interaction: discord.Interaction[VideoBot],
-        amount: app_commands.Range[int, 0, MAX_BUDGET],
+        amount: app_commands.Transform[int, Amount(0, MAX_BUDGET, texts.AMOUNT_ALLOWANCE)],
         period: Literal["day", "week", "month", "none"],
     ) -> None:
         """Set the credits every member gets per day, week or month."""
         assert interaction.guild_id is not None
-        check_amount(amount, lowest=0, highest=MAX_BUDGET, what=texts.AMOUNT_ALLOWANCE)
         await interaction.response.defer(ephemeral=True, thinking=True)
         await budgets.set_allowance(
             self.bot.db, interaction.guild_id, amount, period, actor_id=interaction.user.id
@@ -137,11 +136,10 @@ class VideoAdmin(
         self,
         interaction: discord.Interaction[VideoBot],
         role: discord.Role,
-        amount: app_commands.Range[int, 0, MAX_BUDGET],
+        amount: app_commands.Transform[int, Amount(0, MAX_BUDGET, texts.AMOUNT_ROLE_ALLOWANCE)],
     ) -> None:
         """Give members with a role a different allowance (the highest that applies wins)."""
         assert interaction.guild_id is not None
-        check_amount(amount, lowest=0, highest=MAX_BUDGET, what=texts.AMOUNT_ROLE_ALLOWANCE)
         await interaction.response.defer(ephemeral=True, thinking=True)
         old = await budgets.set_role_allowance(
             self.bot.db, interaction.guild_id, role.id, amount, actor_id=interaction.user.id
@@ -167,12 +165,11 @@ class VideoAdmin(
     async def cap(
         self,
         interaction: discord.Interaction[VideoBot],
-        amount: app_commands.Range[int, 0, MAX_BUDGET],
+        amount: app_commands.Transform[int, Amount(0, MAX_BUDGET, texts.AMOUNT_CAP)],
         period: Literal["day", "week", "month", "none"],
     ) -> None:
         """Limit what the whole server may spend per day, week or month."""
         assert interaction.guild_id is not None
-        check_amount(amount, lowest=0, highest=MAX_BUDGET, what=texts.AMOUNT_CAP)
         await interaction.response.defer(ephemeral=True, thinking=True)
         if period == "none":
             await budgets.set_cap(
@@ -197,11 +194,12 @@ class VideoAdmin(
     async def limits(
         self,
         interaction: discord.Interaction[VideoBot],
-        max_concurrent: app_commands.Range[int, 1, 20],
+        max_concurrent: app_commands.Transform[
+            int, Amount(1, MAX_CONCURRENT, texts.AMOUNT_MAX_CONCURRENT)
+        ],
     ) -> None:
         """Set how many clips one member may have rendering at once."""
         assert interaction.guild_id is not None
-        check_amount(max_concurrent, lowest=1, highest=20, what=texts.AMOUNT_MAX_CONCURRENT)
         await interaction.response.defer(ephemeral=True, thinking=True)
         await budgets.set_max_concurrent(
             self.bot.db, interaction.guild_id, max_concurrent, actor_id=interaction.user.id

@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 import unicodedata
+from typing import Any
 from urllib.parse import urlsplit
 
 import discord
+from discord import app_commands
 
 from core import texts
 from core.errors import UserFacingError
@@ -96,6 +98,32 @@ def check_image_attachment(attachment: discord.Attachment) -> str:
             texts.image_too_large(size_bytes=attachment.size, limit_bytes=MAX_IMAGE_BYTES)
         )
     return attachment.url
+
+
+class Amount(app_commands.Transformer):
+    """A whole-number option Discord's form bounds, and the bot bounds again.
+
+    Discord holds its own form to `min_value`/`max_value`, but a crafted interaction is not,
+    and discord.py passes the number through unchecked; `transform` refuses it privately.
+    """
+
+    def __init__(self, lowest: int, highest: int, what: str) -> None:
+        self.lowest, self.highest, self.what = lowest, highest, what
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        return discord.AppCommandOptionType.integer
+
+    @property
+    def min_value(self) -> int:
+        return self.lowest
+
+    @property
+    def max_value(self) -> int:
+        return self.highest
+
+    async def transform(self, interaction: discord.Interaction, value: Any, /) -> int:
+        return check_amount(value, lowest=self.lowest, highest=self.highest, what=self.what)
 
 
 def check_amount(amount: int, *, lowest: int, highest: int, what: str) -> int:
