@@ -319,7 +319,6 @@ async def test_clicks_on_a_clip_from_before_a_restart_still_work(
     async with live_bot(fake, simulator, settings) as before:
         task, post = await deliver(before)
     async with live_bot(fake, simulator, settings) as after:
-        assert after.bot is not before.bot
         confirmation, message = await offer(after, post, "Reroll")
         assert is_private(confirmation) and "for **65** credits?" in confirmation["content"]
         confirm = await click(after, message, "Confirm")
