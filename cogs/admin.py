@@ -38,7 +38,9 @@ def require_admin(interaction: discord.Interaction[VideoBot]) -> bool:
     raise app_commands.CheckFailure(texts.ADMINS_ONLY)
 
 
-@app_commands.guild_only()
+# Guild install only: a user-installed copy would answer in servers the bot is not in.
+@app_commands.allowed_installs(guilds=True, users=False)
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
 @app_commands.default_permissions(manage_guild=True)
 class VideoAdmin(
     commands.GroupCog, group_name="video-admin", group_description="Control video credits"

@@ -16,7 +16,7 @@ from core.cards import prices_text, quote, refill_text, status_line, task_card
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
 from core.replies import answer_failure, send_private
-from core.results import result_view
+from core.results import is_clip_button, result_view
 from core.validation import (
     IMAGE_TYPES,
     check_image_attachment,
@@ -41,7 +41,9 @@ HISTORY_PAGE_SIZE = 10
 EXPIRED_MENU_GRACE_SECONDS = 2.0
 
 
-@app_commands.guild_only()
+# Guild install only: a user-installed copy would answer in servers the bot is not in.
+@app_commands.allowed_installs(guilds=True, users=False)
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
 class Video(commands.GroupCog, group_name="video", group_description="Make AI video clips"):
     """Commands every member can use."""
 
@@ -52,7 +54,10 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         self.animate_menu = app_commands.ContextMenu(
             name="Animate image",
             callback=self.animate_image,
-            allowed_contexts=app_commands.AppCommandContext(guild=True),
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=False, private_channel=False
+            ),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
         )
 
     async def cog_load(self) -> None:
@@ -75,6 +80,9 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             return
         custom_id = str(interaction.data.get("custom_id", "")) if interaction.data else ""
         if custom_id.startswith("video:"):
+            if not is_clip_button(custom_id):
+                # An id from a retired button, or a crafted one: no DynamicItem will answer.
+                await send_private(interaction, texts.BUTTON_UNKNOWN)
             return
         await asyncio.sleep(EXPIRED_MENU_GRACE_SECONDS)
         if not interaction.response.is_done():

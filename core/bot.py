@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -12,7 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import texts
+from core import guards, texts
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS
 from core.rendering import Renderer
@@ -39,6 +40,18 @@ SYNC_HASH_KEY = "command_tree_hash"
 
 class VideoTree(app_commands.CommandTree["VideoBot"]):
     """The command tree, with one error handler for the whole bot."""
+
+    async def interaction_check(self, interaction: discord.Interaction[VideoBot], /) -> bool:
+        """Serve commands only in servers the bot is in; refuse the rest privately."""
+        refusal = guards.refusal(interaction)
+        if refusal is None:
+            return True
+        if interaction.type is discord.InteractionType.autocomplete:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.response.autocomplete([])
+        else:
+            await send_private(interaction, refusal)
+        return False
 
     async def on_error(
         self, interaction: discord.Interaction[VideoBot], error: app_commands.AppCommandError

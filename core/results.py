@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import discord
 
-from core import generation, texts
+from core import generation, guards, texts
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin
 from core.replies import answer_failure, send_private
@@ -66,7 +66,12 @@ def result_view(task: Task, *, in_dm: bool = False) -> discord.ui.View:
 
 async def _task_for(interaction: discord.Interaction[VideoBot], task_id: str) -> Task | None:
     task = await task_store.get(interaction.client.db, task_id)
-    if task is None or task.guild_id != (interaction.guild_id or task.guild_id):
+    if interaction.guild_id is None:
+        # A DM holds only its recipient's own clips.
+        foreign = task is not None and task.user_id != interaction.user.id
+    else:
+        foreign = task is not None and task.guild_id != interaction.guild_id
+    if task is None or foreign:
         await send_private(interaction, texts.CLIP_UNKNOWN)
         return None
     return task
@@ -79,9 +84,6 @@ async def offer(interaction: discord.Interaction[VideoBot], task_id: str, change
         return
     if interaction.user.id != task.user_id:
         await send_private(interaction, texts.takes_only_by_requester(user_id=task.user_id))
-        return
-    if interaction.guild_id is None:
-        await send_private(interaction, texts.TAKES_ONLY_IN_SERVER)
         return
     request = variant_of(task, change)
     cost = request.credits
@@ -121,8 +123,8 @@ class ConfirmTake(discord.ui.View):
         await answer_failure(interaction, error)
 
     async def interaction_check(self, interaction: discord.Interaction[VideoBot]) -> bool:  # type: ignore[override]
-        """Only the requester answers (the message is private to them anyway)."""
-        return interaction.user.id == self.task.user_id
+        """Only the requester answers (the message is private to them anyway), in a server."""
+        return interaction.user.id == self.task.user_id and guards.refusal(interaction) is None
 
     @discord.ui.button(label=texts.CONFIRM, style=discord.ButtonStyle.primary, emoji="✅")
     async def confirm(
@@ -151,12 +153,13 @@ class ConfirmTake(discord.ui.View):
         """Take the offer's one answer, replacing its buttons with `text`; False if taken.
 
         Two clicks can arrive together: only the first may start (and charge for) a take.
+        The view stays registered until it times out, so a late second click is told so at
+        once instead of finding no handler.
         """
         if self.answered:
             await send_private(interaction, texts.TAKE_ALREADY_ANSWERED)
             return False
         self.answered = True
-        self.stop()
         await interaction.response.edit_message(
             content=text, view=None, allowed_mentions=NO_MENTIONS
         )
@@ -165,6 +168,9 @@ class ConfirmTake(discord.ui.View):
 
 class TaskButton:
     """What the buttons under a clip share: rebuilt from their custom id, errors answered."""
+
+    # What a click from a DM is told; None: the button works there (a DM clip has Delete).
+    in_dm_refusal: str | None = texts.TAKES_ONLY_IN_SERVER
 
     @classmethod
     async def from_custom_id(
@@ -180,6 +186,13 @@ class TaskButton:
     async def callback(self, interaction: discord.Interaction[Any]) -> Any:
         """Act on the click, and answer it privately even if acting fails."""
         try:
+            if interaction.guild_id is None:
+                refusal = self.in_dm_refusal
+            else:
+                refusal = guards.refusal(interaction)
+            if refusal is not None:
+                await send_private(interaction, refusal)
+                return
             await self.act(interaction)
         except Exception as error:
             await answer_failure(interaction, error)
@@ -244,6 +257,8 @@ class DeleteButton(
 ):
     """🗑️ Remove the post (the requester or an admin)."""
 
+    in_dm_refusal = None
+
     def __init__(self, task_id: str) -> None:
         super().__init__(
             discord.ui.Button(
@@ -260,7 +275,9 @@ class DeleteButton(
         task = await _task_for(interaction, self.task_id)
         if task is None:
             return
-        if interaction.user.id != task.user_id and not is_server_admin(interaction):
+        # In a DM nobody is a server admin: only the requester, whose DM it is.
+        admin = interaction.guild_id is not None and is_server_admin(interaction)
+        if interaction.user.id != task.user_id and not admin:
             await send_private(interaction, texts.delete_only_by_requester(user_id=task.user_id))
             return
         clicked = interaction.message
@@ -274,6 +291,9 @@ class DeleteButton(
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             await message.delete()
+        except discord.NotFound:
+            await send_private(interaction, texts.ALREADY_DELETED)
+            return
         except discord.HTTPException as error:
             log.info("Could not delete the post of task %s: %s", task.id, error)
             await send_private(interaction, texts.DELETE_REFUSED)
@@ -291,3 +311,8 @@ def _recorded_post(bot: VideoBot, task: Task) -> discord.PartialMessage | None:
 
 
 DYNAMIC_ITEMS = (RerollButton, VariantButton, DeleteButton)
+
+
+def is_clip_button(custom_id: str) -> bool:
+    """Whether `custom_id` is one of the buttons above (a crafted or retired one is not)."""
+    return any(item.__discord_ui_compiled_template__.fullmatch(custom_id) for item in DYNAMIC_ITEMS)

@@ -244,6 +244,12 @@ AMOUNT_MAX_CONCURRENT = "max_concurrent"
 # Errors any command can end with ----------------------------------------------------------
 
 NOT_HERE = "You cannot use this command here."
+USE_IN_SERVER = "Use this in a server: credits and clips belong to the server they are made in."
+NOT_IN_THIS_SERVER = (
+    "The bot is not a member of this server, so it cannot make clips here. "
+    "Ask a server admin to add the bot to the server."
+)
+BUTTON_UNKNOWN = "This button no longer works. Use `/video status` or `/video generate` instead."
 OUR_FAULT = "Something went wrong on our side. Try again shortly."
 MENU_EXPIRED = "These buttons have expired (or the bot restarted). Run the command again."
 
@@ -337,6 +343,7 @@ def delete_only_by_requester(*, user_id: int) -> str:
 
 NO_POST_TO_DELETE = "There is no post to delete here."
 DELETE_REFUSED = "Discord would not let the bot delete that post."
+ALREADY_DELETED = "That post is already gone. `/video status` still shows the clip."
 
 
 def deleted(*, task_id: str) -> str:

@@ -1007,7 +1007,9 @@ class FakeDiscord:
         channel_id = _as_int(payload.get("channel_id"))
         if isinstance(message, Mapping):
             component_message_id = int(message["id"])
-            if component_message_id not in self.messages_by_id:
+            # A click on a message that was deleted since does not bring it back.
+            known = self.messages_by_id.keys() | self.deleted_messages.keys()
+            if component_message_id not in known:
                 stored = dict(message)
                 self.messages_by_id[component_message_id] = stored
                 cid = _as_int(stored.get("channel_id")) or channel_id or 0

@@ -127,6 +127,7 @@ class Harness:
 
     async def dispatch(self, payload: dict[str, Any]) -> None:
         """Hand the interaction to the bot and wait for its handler (and error handler) to end."""
+        self.join_guilds()
         before = set(asyncio.all_tasks())
         payloads.dispatch(self.bot, payload)
         started = [
@@ -142,6 +143,17 @@ class Harness:
             )
         ]
         await asyncio.gather(*started)
+
+    def join_guilds(self) -> None:
+        """Put the fake's guilds in the bot's cache, as READY would: the bot is in those only.
+
+        This harness logs in without a gateway; the bot serves interactions only from
+        servers it is in, and a guild id the fake does not know stands for a foreign server.
+        """
+        state = self.bot._connection
+        for guild_id in self.fake.guilds:
+            if state._get_guild(guild_id) is None:
+                state._add_guild_from_data(self.fake.guild_payload(guild_id))  # type: ignore[arg-type]
 
     def callback(self, payload: dict[str, Any]) -> Recorded:
         """Return the interaction's acknowledgement."""

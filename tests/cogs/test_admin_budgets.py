@@ -566,7 +566,7 @@ async def test_the_operator_ceiling_refuses_every_server_and_warns_once(
         "Try again after 00:00 UTC. Nothing was charged."
     )
     assert "spending limit for today" in refusal(harness, await generate(harness, first))
-    other_server = new_snowflake()
+    other_server = int(harness.fake.add_guild(new_snowflake())["id"])
     elsewhere = await generate(harness, second, guild_id=other_server)
     assert "spending limit for today" in refusal(harness, elsewhere)
     assert len(harness.simulator.requests_to("generate")) == 1
