@@ -309,6 +309,8 @@ class HistoryView(discord.ui.View):
         self.page = 0
         self.pages = 1
         self.message: discord.WebhookMessage | None = None
+        # Two clicks at once each turn one page and show it: none is skipped.
+        self.turning = asyncio.Lock()
 
     async def on_timeout(self) -> None:
         """Take the buttons away, so nobody clicks one that can no longer answer."""
@@ -358,20 +360,22 @@ class HistoryView(discord.ui.View):
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[HistoryView]
     ) -> None:
         """Show the page before."""
-        self.page = max(0, self.page - 1)
-        await interaction.response.edit_message(
-            embed=await self.render(), view=self, allowed_mentions=NO_MENTIONS
-        )
+        async with self.turning:
+            self.page = max(0, self.page - 1)
+            await interaction.response.edit_message(
+                embed=await self.render(), view=self, allowed_mentions=NO_MENTIONS
+            )
 
     @discord.ui.button(label=texts.HISTORY_OLDER, emoji="▶️", style=discord.ButtonStyle.secondary)
     async def next(
         self, interaction: discord.Interaction[VideoBot], button: discord.ui.Button[HistoryView]
     ) -> None:
         """Show the page after."""
-        self.page += 1
-        await interaction.response.edit_message(
-            embed=await self.render(), view=self, allowed_mentions=NO_MENTIONS
-        )
+        async with self.turning:
+            self.page += 1
+            await interaction.response.edit_message(
+                embed=await self.render(), view=self, allowed_mentions=NO_MENTIONS
+            )
 
 
 async def setup(bot: VideoBot) -> None:

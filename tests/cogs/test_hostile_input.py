@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from core import texts
 from db import credits
 from tests.harness import Harness
 
@@ -203,3 +204,30 @@ async def test_absurd_budget_settings(
     assert reply["flags"] & EPHEMERAL and expect in reply["content"], reply["content"]
     row = await harness.bot.db.fetchone("SELECT COUNT(*) FROM settings_changes")
     assert row is not None and row[0] == 0
+
+
+async def test_a_grant_to_the_bot_itself_is_refused(harness: Harness) -> None:
+    bot_user = harness.fake.bot_user
+    payload = await harness.run(
+        "grant", group="video-admin", options={"member": bot_user, "amount": 500}, admin=True
+    )
+    [reply] = harness.replies(payload)
+    assert reply["flags"] & EPHEMERAL and reply["content"] == texts.BOTS_HOLD_NO_CREDITS
+    assert await ledger_rows(harness, int(bot_user["id"])) == []
+
+
+async def test_formula_and_markdown_in_a_grant_reason_stay_plain_text(harness: Harness) -> None:
+    member = harness.fake.add_user(7777, username="target")
+    reason = '=HYPERLINK("http://x") **@everyone** <@&123456789012345678>'
+    payload = await harness.run(
+        "grant",
+        group="video-admin",
+        options={"member": member, "amount": 5, "reason": reason},
+        admin=True,
+    )
+    [reply] = harness.replies(payload)
+    shown = reply["content"].split("Reason: ", 1)[1]
+    assert (
+        shown == '=HYPERLINK("http://x") \\*\\*@\u200beveryone\\*\\* <@\u200b&123456789012345678>'
+    )
+    assert reply["allowed_mentions"] == {"parse": []}

@@ -10,6 +10,7 @@ would notice.
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from core import texts
 from db import credits
 from db.tasks import Task
 from provider.simulator import ProviderSimulator
@@ -739,3 +741,151 @@ async def test_every_card_rendering_at_once_shows_progress(live: LiveHarness) ->
     done = [await live.wait_for_task(task.id, "done") for task in tasks]
     shown = {task.id: len(progress_edits(fake, task)) for task in done}
     assert all(shown.values()), shown
+
+
+# --------------------------------------------------------------------------- dead ends
+
+
+async def test_a_second_delete_says_the_post_is_already_gone(live: LiveHarness) -> None:
+    _, post = await deliver(live)
+    as_shown = copy.deepcopy(post)  # what a second member's client still showed
+    await click(live, post, "Delete")
+    again = await click(live, as_shown, "Delete")
+    reply = live.replies(again)[-1]
+    assert is_private(reply) and reply["content"] == texts.ALREADY_DELETED
+
+
+async def test_a_second_click_on_a_used_confirmation_is_told_at_once(live: LiveHarness) -> None:
+    _, post = await deliver(live)
+    _, message = await offer(live, post, "Reroll")
+    as_shown = copy.deepcopy(message)  # what the member's client still showed
+    await click(live, message, "Confirm")
+    late = await click(live, as_shown, "Cancel")  # a click that left before the buttons went
+    # Answered by the offer itself while the click was handled, not by the expired-menu
+    # fallback seconds later.
+    reply = answer(live, late)
+    assert is_private(reply) and reply["content"] == texts.TAKE_ALREADY_ANSWERED
+    assert await live.balance() == 130  # the clip and the one reroll
+    await live.wait_for_task((await live.tasks())[0].id, "done")
+
+
+@pytest.mark.parametrize("custom_id", ["video:remix:0123abcd", "video:reroll:NOT-AN-ID"])
+async def test_a_video_button_that_matches_nothing_is_answered(
+    live: LiveHarness, custom_id: str
+) -> None:
+    fake = live.fake
+    old = {"type": 2, "style": 2, "label": "Remix", "custom_id": custom_id}
+    message = fake.add_message(content="an old post", components=[{"type": 1, "components": [old]}])
+    payload = payloads.component_click(fake, custom_id, message, permissions=MEMBER_PERMISSIONS)
+    await live.dispatch(payload)
+    callback = await fake.wait_for_call("POST", rf"^/interactions/{payload['id']}/[^/]+/callback$")
+    assert callback.json["data"]["flags"] & EPHEMERAL
+    assert callback.json["data"]["content"] == texts.BUTTON_UNKNOWN
+
+
+async def test_a_dm_clip_is_only_deleted_by_its_requester_and_never_rerolled(
+    live: LiveHarness,
+) -> None:
+    fake = live.fake
+    fake.forbidden_channels.add(fake.channel_id)
+    await live.run("generate", options={"prompt": PROMPT})
+    task = await live.wait_for_task((await live.tasks())[0].id, "done")
+    [dm] = fake.dm_messages(fake.user_id)
+    # A Reroll id under a DM (an old post, or crafted) starts nothing: takes start in a server.
+    reroll_id = f"video:reroll:{task.id}"
+    dm["components"][0]["components"].append(
+        {"type": 2, "style": 2, "label": "Reroll", "custom_id": reroll_id}
+    )
+    reroll = payloads.component_click(fake, reroll_id, dm, dm=True, permissions=0)
+    await live.dispatch(reroll)
+    reply = answer(live, reroll)
+    assert is_private(reply) and reply["content"] == texts.TAKES_ONLY_IN_SERVER
+    # Someone else pressing Delete on a copy of that DM finds no clip of theirs.
+    other = int(fake.add_user(username="stranger")["id"])
+    delete_id = button(dm, "Delete")["custom_id"]
+    stranger = payloads.component_click(
+        fake, delete_id, dm, dm=True, user_id=other, permissions=ADMIN_PERMISSIONS
+    )
+    await live.dispatch(stranger)
+    assert answer(live, stranger)["content"] == texts.CLIP_UNKNOWN
+    assert fake.calls("DELETE", r"^/channels/\d+/messages/\d+$") == []
+    assert len(live.simulator.requests_to("generate")) == 1
+
+
+# --------------------------------------------------------------------------- races that hold
+
+
+async def test_cancel_and_confirm_at_once_do_exactly_one_of_them(live: LiveHarness) -> None:
+    _, post = await deliver(live)
+    _, message = await offer(live, post, "Reroll")
+    clicks = [
+        payloads.component_click(
+            live.fake, button(message, label)["custom_id"], message, permissions=MEMBER_PERMISSIONS
+        )
+        for label in ("Cancel", "Confirm")
+    ]
+    await asyncio.gather(*(live.dispatch(click) for click in clicks))
+    said = [answer(live, click)["content"] for click in clicks]
+    # The first click to arrive takes the offer; the other is told it was answered.
+    assert said.count(texts.TAKE_ALREADY_ANSWERED) == 1
+    if said[0] == texts.TAKE_CANCELLED:
+        assert await ledger_reasons(live) == ["welcome", "charge"]
+    else:
+        assert said[1] == texts.TAKE_STARTING
+        assert await ledger_reasons(live) == ["welcome", "charge", "charge"]
+    for task in await live.tasks():
+        await live.wait_for_task(task.id, "done")
+    assert len(live.simulator.requests_to("generate")) == len(await live.tasks())
+
+
+async def test_reroll_and_delete_at_once_leave_a_consistent_clip(live: LiveHarness) -> None:
+    fake = live.fake
+    task, post = await deliver(live)
+    clicks = [
+        payloads.component_click(
+            fake, button(post, label)["custom_id"], post, permissions=MEMBER_PERMISSIONS
+        )
+        for label in ("Reroll", "Delete")
+    ]
+    await asyncio.gather(*(live.dispatch(click) for click in clicks))
+    assert post["id"] not in {m["id"] for m in fake.channel_messages(fake.channel_id)}
+    confirmation = live.replies(clicks[0])[0]
+    await click(live, confirmation, "Confirm")  # the offer still stands without the post
+    [new, old] = await live.tasks()
+    assert old.id == task.id and new.prompt == task.prompt
+    await live.wait_for_task(new.id, "done")
+    assert await live.balance() == 130
+
+
+@pytest.mark.settings(default_credits=2000)
+async def test_two_next_page_clicks_at_once_skip_no_page(live: LiveHarness) -> None:
+    await live.run("limits", group="video-admin", options={"max_concurrent": 20}, admin=True)
+    for batch in (range(20), range(1)):  # at most 20 in the making at once
+        await asyncio.gather(*(live.run("generate", options={"prompt": f"s {n}"}) for n in batch))
+        for task in await live.tasks():
+            await live.wait_for_task(task.id, "done")
+    history = await live.run("history")
+    page = live.replies(history)[-1]
+    clicks = [
+        payloads.component_click(
+            live.fake, button(page, "Older")["custom_id"], page, permissions=MEMBER_PERMISSIONS
+        )
+        for _ in range(2)
+    ]
+    await asyncio.gather(*(live.dispatch(click) for click in clicks))
+    shown = sorted(
+        live.callback(click).json["data"]["embeds"][0]["footer"]["text"] for click in clicks
+    )
+    assert shown == ["Page 2 of 3 · 21 tasks", "Page 3 of 3 · 21 tasks"]
+
+
+async def test_status_by_another_members_provider_id_shows_nothing(live: LiveHarness) -> None:
+    other = int(live.fake.add_user(username="neighbour")["id"])
+    await live.run("generate", options={"prompt": "a secret garden"}, user_id=other)
+    [theirs] = await live.tasks(other)
+    theirs = await live.wait_for_task(theirs.id, "done")
+    assert theirs.provider_task_id is not None
+    payload = await live.run("status", options={"task_id": theirs.provider_task_id})
+    reply = answer(live, payload)
+    assert is_private(reply) and "You have no task" in reply["content"]
+    assert "secret garden" not in str(reply)
