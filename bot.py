@@ -66,16 +66,27 @@ async def run(settings: Settings) -> None:
     async with open_bot(settings) as bot:
         loop = asyncio.get_running_loop()
         closing: set[asyncio.Task[None]] = set()
+        closed = asyncio.Event()
+
+        async def close() -> None:
+            # close() lets the renderer finish its step before the database closes.
+            await bot.close()
+            closed.set()
 
         def stop() -> None:
-            # close() lets the renderer finish its step before the database closes.
-            job = asyncio.create_task(bot.close())
+            job = asyncio.create_task(close())
             closing.add(job)
             job.add_done_callback(closing.discard)
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
-        await bot.start(settings.discord_token)
+        if settings.gateway:
+            await bot.start(settings.discord_token)
+            return
+        # SHARD_IDS=none: no gateway; over REST alone this process polls and delivers.
+        await bot.login(settings.discord_token)
+        log.info("SHARD_IDS=none: not connecting to the gateway; polling and delivering only")
+        await closed.wait()
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import generation, texts
+from core import generation, guards, texts
 from core.cards import prices_text, quote, refill_text, status_line, task_card
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
@@ -273,6 +273,9 @@ class AnimateModal(discord.ui.Modal, title=texts.ANIMATE_TITLE):
     async def on_submit(self, interaction: discord.Interaction[VideoBot]) -> None:  # type: ignore[override]
         """Check the answers and start the clip, or say what to fix."""
         try:
+            refusal = guards.refusal(interaction)
+            if refusal is not None:
+                raise UserFacingError(refusal)
             length = self.duration.value.strip().lower().rstrip("s")
             duration = next((d for d in DURATIONS if str(d) == length), None)
             sound = texts.ANIMATE_SOUND_ANSWERS.get(self.sound.value.strip().lower())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import logging
+import time
 from datetime import date
 from typing import Any
 
@@ -20,7 +22,7 @@ from core.rendering import Renderer
 from core.replies import send_private
 from core.results import DYNAMIC_ITEMS
 from core.settings import Settings
-from db import Database
+from db import Database, shards
 from provider.client import SeedanceClient
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ INVITE_PERMISSIONS = discord.Permissions(
     read_message_history=True,
 )
 SYNC_HASH_KEY = "command_tree_hash"
+# Discord accepts one IDENTIFY per this many seconds for the whole bot (max_concurrency 1).
+IDENTIFY_GAP_SECONDS = 5.0
 
 
 class VideoTree(app_commands.CommandTree["VideoBot"]):
@@ -68,12 +72,16 @@ class VideoTree(app_commands.CommandTree["VideoBot"]):
         await send_private(interaction, message)
 
 
-class VideoBot(commands.Bot):
+class VideoBot(commands.AutoShardedBot):
     """A slash-command bot that turns prompts into Seedance clips."""
 
     def __init__(
         self, settings: Settings, db: Database, provider: SeedanceClient, **options: Any
     ) -> None:
+        if settings.shard_count is not None:
+            options.setdefault("shard_count", settings.shard_count)
+        if settings.shard_ids:
+            options.setdefault("shard_ids", list(settings.shard_ids))
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents(guilds=True),
@@ -88,6 +96,21 @@ class VideoBot(commands.Bot):
         self.renderer = Renderer(self)
         # The UTC day the operator was last warned that MAX_CREDITS_PER_DAY was reached.
         self.ceiling_warned_on: date | None = None
+        self.identify_gap = IDENTIFY_GAP_SECONDS
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Wait for this shard's IDENTIFY slot, queued with every other process's shards."""
+        slot = await shards.take_identify_slot(self.db, now=time.time(), gap=self.identify_gap)
+        delay = slot - time.time()
+        if delay > 0:
+            log.info("Shard %s connects in %.1f s (Discord's IDENTIFY limit)", shard_id, delay)
+            await asyncio.sleep(delay)
+
+    @property
+    def syncs_commands(self) -> bool:
+        """Whether this process syncs the command tree: the one with shard 0, so only one does."""
+        shard_ids = self.settings.shard_ids
+        return shard_ids is None or 0 in shard_ids
 
     async def setup_hook(self) -> None:
         """Register result buttons, load the extensions, log the invite link, sync commands."""
@@ -101,7 +124,8 @@ class VideoBot(commands.Bot):
                 raise
         if self.application_id is not None:
             log.info("Invite link: %s", self.invite_url())
-        await self.sync_commands()
+        if self.syncs_commands:
+            await self.sync_commands()
 
     def invite_url(self) -> str:
         """Return the OAuth2 link that adds the bot with the permissions it needs."""

@@ -48,6 +48,14 @@ class Settings:
     provider_max_rps: float = 5.0
     render_timeout_seconds: float = 3600.0
     sandbox_render_seconds: float = 8.0
+    # None: Discord's recommended count. shard_ids None: every shard of it; (): no gateway.
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
+
+    @property
+    def gateway(self) -> bool:
+        """Whether this process connects to Discord's gateway (`SHARD_IDS=none` does not)."""
+        return self.shard_ids != ()
 
     def __repr__(self) -> str:
         # The dataclass repr would print both secrets into any log or traceback.
@@ -84,6 +92,8 @@ class Settings:
             sandbox_render_seconds=_float(
                 env, "SANDBOX_RENDER_SECONDS", cls.sandbox_render_seconds, minimum=0.0
             ),
+            shard_count=_optional_int(env, "SHARD_COUNT", minimum=1),
+            shard_ids=_shard_ids(env),
         )
 
 
@@ -128,6 +138,28 @@ def _number(
     if not value >= minimum:  # also rejects nan
         raise SettingsError(f"{name} must be at least {minimum:g} (see .env.example)")
     return value
+
+
+def _shard_ids(env: Mapping[str, str]) -> tuple[int, ...] | None:
+    raw = env.get("SHARD_IDS", "").strip()
+    if not raw:
+        return None
+    if raw.lower() == "none":
+        return ()
+    count = _optional_int(env, "SHARD_COUNT", minimum=1)
+    if count is None:
+        raise SettingsError("SHARD_IDS needs SHARD_COUNT, the total across all processes")
+    try:
+        ids = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(
+            "SHARD_IDS must be shard numbers separated by commas (0,1) or none"
+        ) from None
+    if any(not 0 <= shard < count for shard in ids):
+        raise SettingsError(f"SHARD_IDS must be between 0 and {count - 1} (SHARD_COUNT is {count})")
+    if len(set(ids)) != len(ids):
+        raise SettingsError("SHARD_IDS names a shard twice")
+    return tuple(sorted(ids))
 
 
 def _log_level(env: Mapping[str, str]) -> str:

@@ -440,6 +440,11 @@ class GatewayFrame:
     replayed: bool = False
 
 
+def shard_holds(shard: tuple[int, int] | None, guild_id: int) -> bool:
+    """Whether a session on ``shard`` (id, count) receives the guild's events (0: DMs)."""
+    return shard is None or (guild_id >> 22) % shard[1] == shard[0]
+
+
 @dataclass
 class GatewaySession:
     """One IDENTIFY'd gateway session: its sequence and every dispatch sent in it.
@@ -684,7 +689,10 @@ class FakeDiscord:
         bot_name: str = "FakeBot",
         token: str | None = None,
         heartbeat_interval_ms: int = 41250,
+        shard_count: int = 1,
     ) -> None:
+        # What GET /gateway/bot recommends; guilds are spread over shards by Discord's rule.
+        self.shard_count = shard_count
         self.application_id: int = application_id or new_snowflake()
         self.bot_user_id: int = bot_user_id or new_snowflake()
         self.bot_name: str = bot_name
@@ -1514,7 +1522,7 @@ class FakeDiscord:
         return _json_response(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.shard_count,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 1000,
@@ -2313,16 +2321,24 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ gateway: public API
 
-    async def dispatch_event(self, name: str, data: Mapping[str, Any] | None) -> int:
-        """Send dispatch ``name`` (op 0, next ``s``) to every live bot session.
+    async def dispatch_event(
+        self, name: str, data: Mapping[str, Any] | None, *, guild_id: int | None = None
+    ) -> int:
+        """Send dispatch ``name`` (op 0, next ``s``) to every live bot session of its shard.
 
+        With ``guild_id`` only the sessions whose shard holds that guild get it, by Discord's
+        rule ``(guild_id >> 22) % shard_count``; an unsharded session gets everything.
         A session whose socket is down (``disconnect``) keeps it in its buffer and gets it on
         RESUME, as Discord does. Returns once it is written to the open sockets; returns how
-        many sessions got it. Raises if no bot has a session.
+        many sessions got it. Raises if no bot session covers the event.
         """
-        sessions = [s for s in self.gateway_sessions.values() if not s.ended]
+        sessions = [
+            s
+            for s in self.gateway_sessions.values()
+            if not s.ended and (guild_id is None or shard_holds(s.shard, guild_id))
+        ]
         if not sessions:
-            raise RuntimeError("no bot session on the fake gateway to dispatch to")
+            raise RuntimeError(f"no bot session on the fake gateway for {name} to go to")
         # A private JSON copy: fails here if not serialisable, and later edits don't leak.
         body = json.loads(json.dumps(data))
         futures = [
@@ -2343,7 +2359,9 @@ class FakeDiscord:
         state = self.interactions.get(str(payload["token"]))
         if state is None or state.id != int(payload["id"]):
             state = self.register_interaction(payload)
-        await self.dispatch_event("INTERACTION_CREATE", payload)
+        # Discord sends a guild's interactions on the guild's shard, DMs on shard 0.
+        guild_id = _as_int(payload.get("guild_id")) or 0
+        await self.dispatch_event("INTERACTION_CREATE", payload, guild_id=guild_id)
         return state
 
     async def disconnect(
@@ -2616,9 +2634,7 @@ class FakeDiscord:
         self.gateway_sessions[session.session_id] = session
         connection.session = session
         self.identify_count += 1
-        guild_ids = [
-            gid for gid in self._guild_ids() if shard is None or (gid >> 22) % shard[1] == shard[0]
-        ]
+        guild_ids = [gid for gid in self._guild_ids() if shard_holds(shard, gid)]
         last = self._queue_dispatch(session, "READY", self._ready_payload(session, guild_ids))
         if intents & _GUILDS_INTENT:
             for gid in guild_ids:

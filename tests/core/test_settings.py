@@ -68,3 +68,29 @@ def test_sandbox_key_selects_the_simulator() -> None:
 def test_secrets_never_show_in_the_repr() -> None:
     text = repr(Settings.from_env(REQUIRED)) + str(Settings.from_env(REQUIRED))
     assert "discord-secret-token" not in text and "sd-secret-key" not in text
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SHARD_IDS": "0,1"}, "SHARD_IDS needs SHARD_COUNT"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "2"}, "SHARD_IDS must be between 0 and 1"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "-1"}, "SHARD_IDS must be between 0 and 1"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "zero"}, "separated by commas"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "1,1"}, "names a shard twice"),
+        ({"SHARD_COUNT": "0"}, "SHARD_COUNT must be at least 1"),
+    ],
+)
+def test_shard_settings_that_cannot_work_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({**REQUIRED, **env})
+
+
+def test_shards_of_this_process() -> None:
+    default = Settings.from_env(REQUIRED)
+    assert (default.shard_count, default.shard_ids, default.gateway) == (None, None, True)
+    some = Settings.from_env({**REQUIRED, "SHARD_COUNT": "4", "SHARD_IDS": " 3,1 "})
+    assert (some.shard_count, some.shard_ids, some.gateway) == (4, (1, 3), True)
+    # `none` joins no gateway: the process only polls and delivers.
+    worker = Settings.from_env({**REQUIRED, "SHARD_IDS": "none"})
+    assert (worker.shard_ids, worker.gateway) == ((), False)

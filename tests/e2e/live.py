@@ -30,6 +30,8 @@ INVOKERS = (
 # discord.py waits this long after the last GUILD_CREATE before "ready" (default 2 s).
 GUILD_READY_TIMEOUT = 0.05
 
+# Discord's 5 s between two shards' IDENTIFYs, shortened (the spacing is still enforced).
+IDENTIFY_GAP = 0.2
 # Figures the suite prints at the end (a figure to watch, not a timed assertion).
 FIGURES: dict[str, str] = {}
 
@@ -79,6 +81,7 @@ async def live_bot(
         client_options=client_options,
         bot_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
     ) as bot:
+        bot.identify_gap = IDENTIFY_GAP
         runner = asyncio.create_task(bot.start(settings.discord_token), name="bot-start")
         try:
             waiter = asyncio.ensure_future(_ready(fake, bot))
@@ -139,6 +142,9 @@ class BotProcess:
             stderr=asyncio.subprocess.STDOUT,
         )
         self._reader = asyncio.create_task(self._read())
+        if self.env.get("SHARD_IDS") == "none":
+            await self._wait_for_output("polling and delivering only")
+            return
         connected = asyncio.ensure_future(self.fake.gateway_connected.wait())
         exited = asyncio.ensure_future(self.process.wait())
         await asyncio.wait({connected, exited}, timeout=20, return_when="FIRST_COMPLETED")
@@ -148,6 +154,15 @@ class BotProcess:
             if self.process.returncode is not None:
                 await self._reader  # the whole of what it printed before it ended
             raise AssertionError("bot.py never connected:\n" + "\n".join(self.output))
+
+    async def _wait_for_output(self, text: str, within: float = 20.0) -> None:
+        """Wait until the process has logged a line containing `text`."""
+        assert self.process is not None
+        deadline = time.monotonic() + within
+        while not any(text in line for line in self.output):
+            if self.process.returncode is not None or time.monotonic() > deadline:
+                raise AssertionError(f"bot.py never logged {text!r}:\n" + "\n".join(self.output))
+            await asyncio.sleep(0.05)
 
     async def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
