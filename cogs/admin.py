@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import logging
+import tempfile
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import texts
+from core import ledger_export, texts
 from core.cards import quote, refill_text, status_line
 from core.errors import UserFacingError
+from core.generation import DEFAULT_UPLOAD_LIMIT
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
-from core.validation import Amount
+from core.validation import Amount, CalendarSpan, DayOrMonth
 from db import budgets, credits, reports
 from db import now as db_now
 from db import tasks as task_store
@@ -266,24 +268,59 @@ class VideoAdmin(
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command()
-    @app_commands.describe(member="Only this member's rows (default: everyone's)")
+    @app_commands.describe(
+        member="Only this member's rows (default: everyone's)",
+        since="First day (YYYY-MM-DD) or month (YYYY-MM) to include, UTC (default: the start)",
+        until="Last day (YYYY-MM-DD) or month (YYYY-MM) to include, UTC (default: now)",
+    )
     async def ledger(
-        self, interaction: discord.Interaction[VideoBot], member: discord.User | None = None
+        self,
+        interaction: discord.Interaction[VideoBot],
+        member: discord.User | None = None,
+        since: app_commands.Transform[CalendarSpan, DayOrMonth("since")] | None = None,
+        until: app_commands.Transform[CalendarSpan, DayOrMonth("until")] | None = None,
     ) -> None:
         """Download the credit ledger as a CSV file, for audits."""
         assert interaction.guild_id is not None
+        if since is not None and until is not None and since.start >= until.end:
+            raise UserFacingError(texts.ledger_range_empty(since=since.text, until=until.text))
         await interaction.response.defer(ephemeral=True, thinking=True)
-        data = await reports.ledger_csv(
-            self.bot.db, interaction.guild_id, None if member is None else member.id
+        scope = reports.LedgerScope(
+            interaction.guild_id,
+            None if member is None else member.id,
+            since=None if since is None else since.start,
+            until=None if until is None else until.end,
         )
-        rows = data.count(b"\n") - 1
-        name = f"ledger-{interaction.guild_id}" + (f"-{member.id}" if member else "") + ".csv"
-        await interaction.followup.send(
-            texts.ledger_rows(rows=rows, member=member.mention if member else None),
-            file=discord.File(io.BytesIO(data), filename=name),
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
-        )
+        name = f"ledger-{interaction.guild_id}" + (f"-{member.id}" if member else "")
+        limit = interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT
+        with tempfile.TemporaryDirectory(prefix="ledger-") as folder:
+            delivery = await ledger_export.export(
+                self.bot.db, scope, Path(folder), name=name, limit=limit
+            )
+            summary = texts.ledger_rows(
+                rows=delivery.rows,
+                member=member.mention if member else None,
+                since=None if since is None else since.text,
+                until=None if until is None else until.text,
+            )
+            parts = len(delivery.messages)
+            if delivery.form == "gzip":
+                summary += " " + texts.LEDGER_COMPRESSED
+            elif delivery.form == "months":
+                months = [file.month for file in delivery.files if file.month is not None]
+                summary += " " + texts.ledger_by_month(
+                    files=len(delivery.files),
+                    first=texts.calendar_month(months[0]),
+                    last=texts.calendar_month(months[-1]),
+                    messages=parts,
+                )
+            for part, files in enumerate(delivery.messages, start=1):
+                await interaction.followup.send(
+                    summary if part == 1 else texts.ledger_part(part=part, parts=parts),
+                    files=[discord.File(file.path, filename=file.filename) for file in files],
+                    ephemeral=True,
+                    allowed_mentions=NO_MENTIONS,
+                )
 
     @app_commands.command()
     @app_commands.describe(member="Whose credits and recent tasks to show")

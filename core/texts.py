@@ -28,6 +28,11 @@ def calendar_day(moment: datetime) -> str:
     return f"{moment:%a} {moment.day} {moment:%b}"
 
 
+def calendar_month(moment: datetime) -> str:
+    """A month the way the ledger export names it: `Nov 2026`."""
+    return f"{moment:%b %Y}"
+
+
 def credit_count(*, amount: int) -> str:
     return f"{amount} credits"
 
@@ -531,8 +536,56 @@ def settings_change(
     return f"<t:{stamp}:d> <@{actor_id}> {setting}: {old or 'unset'} → {new or 'unset'}"
 
 
-def ledger_rows(*, rows: int, member: str | None) -> str:
-    return f"{rows} ledger rows" + (f" for {member}" if member else "") + "."
+def ledger_rows(
+    *, rows: int, member: str | None, since: str | None = None, until: str | None = None
+) -> str:
+    span = (f" from {since}" if since else "") + (f" through {until}" if until else "")
+    return f"{rows} ledger rows" + (f" for {member}" if member else "") + span + "."
+
+
+LEDGER_COMPRESSED = (
+    "Too large for Discord as plain CSV, so it comes gzip-compressed (`.csv.gz`): "
+    "any archive tool, or `gunzip`, opens it."
+)
+
+
+def ledger_by_month(*, files: int, first: str, last: str, messages: int) -> str:
+    where = "" if messages == 1 else f", in {messages} messages"
+    return (
+        "Too large for Discord as one file even compressed, so it comes by calendar month "
+        f"(UTC), gzip-compressed (`.csv.gz`): {files} files, {first} to {last}{where}."
+    )
+
+
+def ledger_part(*, part: int, parts: int) -> str:
+    return f"Ledger, part {part} of {parts}."
+
+
+def ledger_month_too_large(*, month: str) -> str:
+    return (
+        f"The ledger of {month} alone is too large for Discord, even compressed, so nothing "
+        "was sent. Ask for fewer days at a time with `since` and `until` "
+        "(for example `since:2026-11-01 until:2026-11-15`)."
+    )
+
+
+def ledger_too_many_months(*, months: int, first: str, last: str, most: int) -> str:
+    return (
+        f"The ledger spans {months} months ({first} to {last}) and is too large for Discord "
+        f"as one file, so nothing was sent. Ask for at most {most} months at a time with "
+        "`since` and `until` (for example `since:2026-01 until:2026-10`)."
+    )
+
+
+def bad_day_or_month(*, option: str) -> str:
+    return (
+        f"`{option}` must be a day like `2026-11-05` or a month like `2026-11` (UTC). "
+        "Nothing was exported."
+    )
+
+
+def ledger_range_empty(*, since: str, until: str) -> str:
+    return f"`since` ({since}) comes after `until` ({until}), so there is nothing to export."
 
 
 def member_credits_title(*, name: str) -> str:

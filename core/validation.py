@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -134,3 +137,55 @@ def check_amount(amount: int, *, lowest: int, highest: int, what: str) -> int:
     if not lowest <= amount <= highest:
         raise UserFacingError(texts.out_of_range(what=what, lowest=lowest, highest=highest))
     return amount
+
+
+_DAY_OR_MONTH = re.compile(r"(\d{4})-(\d{2})(?:-(\d{2}))?")
+
+
+@dataclass(frozen=True)
+class CalendarSpan:
+    """A UTC day or month an admin named: `start` is its first moment, `end` the next one's."""
+
+    text: str
+    start: datetime
+    end: datetime
+
+
+def parse_span(raw: str, *, option: str) -> CalendarSpan:
+    """Read `YYYY-MM-DD` (a day) or `YYYY-MM` (a month), UTC; refuse anything else."""
+    text = raw.strip()
+    match = _DAY_OR_MONTH.fullmatch(text)
+    try:
+        if match is None:
+            raise ValueError(text)
+        year, month, day = int(match[1]), int(match[2]), match[3]
+        start = datetime(year, month, int(day) if day else 1, tzinfo=UTC)
+        if day:
+            end = datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=UTC)
+        else:
+            end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise UserFacingError(texts.bad_day_or_month(option=option)) from None
+    return CalendarSpan(text, start, end)
+
+
+class DayOrMonth(app_commands.Transformer):
+    """A text option that names a UTC day (`2026-11-05`) or month (`2026-11`)."""
+
+    def __init__(self, option: str) -> None:
+        self.option = option
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        return discord.AppCommandOptionType.string
+
+    @property
+    def min_value(self) -> int:
+        return len("2026-11")
+
+    @property
+    def max_value(self) -> int:
+        return len("2026-11-05")
+
+    async def transform(self, interaction: discord.Interaction, value: Any, /) -> CalendarSpan:
+        return parse_span(str(value), option=self.option)

@@ -97,6 +97,7 @@ EDITABLE_FLAGS = SUPPRESS_EMBEDS | IS_COMPONENTS_V2
 
 MAX_CONTENT_LENGTH = 2000
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+MAX_ATTACHMENTS = 10
 
 _MESSAGE_TYPE_DEFAULT = 0
 _MESSAGE_TYPE_REPLY = 19
@@ -411,6 +412,8 @@ class InteractionState:
     user: JSON | None
     created: float
     component_message_id: int | None = None
+    # The payload's attachment_size_limit: what Discord accepts in one reply to it.
+    upload_limit: int | None = None
     response_type: int | None = None
     response_data: JSON | None = None
     original_message_id: int | None = None
@@ -1031,6 +1034,7 @@ class FakeDiscord:
             user=dict(user) if isinstance(user, Mapping) else None,
             created=time.monotonic(),
             component_message_id=component_message_id,
+            upload_limit=_as_int(payload.get("attachment_size_limit")),
         )
         self.interactions[state.token] = state
         return state
@@ -1672,6 +1676,13 @@ class FakeDiscord:
             ephemeral=ephemeral,
         )
 
+    def _check_uploads(self, files: list[RecordedFile], upload_limit: int | None) -> None:
+        if len(files) > MAX_ATTACHMENTS:
+            raise _form_error("files", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        # Discord bounds the whole request, not each file: several files share one limit.
+        if sum(upload.size for upload in files) > (upload_limit or self.upload_limit):
+            raise DiscordError(413, 40005, "Request entity too large")
+
     def _resolve_attachments(
         self,
         channel_id: int,
@@ -1679,14 +1690,13 @@ class FakeDiscord:
         files: list[RecordedFile],
         existing: list[JSON],
         ephemeral: bool,
+        upload_limit: int | None = None,
     ) -> list[JSON]:
+        self._check_uploads(files, upload_limit)
         uploads: dict[int, RecordedFile] = {}
         for position, upload in enumerate(files):
             match = re.fullmatch(r"files\[(\d+)\]", upload.field)
             uploads[int(match.group(1)) if match else position] = upload
-        for upload in uploads.values():
-            if upload.size > self.upload_limit:
-                raise DiscordError(413, 40005, "Request entity too large")
 
         existing_by_id = {str(a["id"]): a for a in existing}
         result: list[JSON] = []
@@ -1782,7 +1792,12 @@ class FakeDiscord:
             "mentions": mentions,
             "mention_roles": mention_roles,
             "attachments": self._resolve_attachments(
-                channel_id, payload, files or [], [], bool(flags & EPHEMERAL)
+                channel_id,
+                payload,
+                files or [],
+                [],
+                bool(flags & EPHEMERAL),
+                None if interaction is None else interaction.upload_limit,
             ),
             "embeds": list(payload.get("embeds") or []),
             "reactions": [],
@@ -1820,8 +1835,13 @@ class FakeDiscord:
         return message
 
     def _apply_edit(
-        self, message: JSON, payload: Mapping[str, Any], files: list[RecordedFile]
+        self,
+        message: JSON,
+        payload: Mapping[str, Any],
+        files: list[RecordedFile],
+        upload_limit: int | None = None,
     ) -> None:
+        self._check_uploads(files, upload_limit)  # a refused edit changes nothing
         if "content" in payload:
             content = payload["content"]
             if content is not None and len(str(content)) > MAX_CONTENT_LENGTH:
@@ -1850,6 +1870,7 @@ class FakeDiscord:
                 files,
                 list(message.get("attachments") or []),
                 bool(flags & EPHEMERAL),
+                upload_limit,
             )
         message["edited_timestamp"] = utc_iso()
 
@@ -1932,7 +1953,7 @@ class FakeDiscord:
             if state.component_message_id is not None:
                 message = self.messages_by_id.get(state.component_message_id)
             if response_type == 7 and message is not None:
-                self._apply_edit(message, data, req.files)
+                self._apply_edit(message, data, req.files, state.upload_limit)
 
         state.response_type = response_type
         state.response_data = data
@@ -2010,6 +2031,7 @@ class FakeDiscord:
         state = self._interaction_for_webhook(req)
         payload = req.body
         self._validate_new_message(payload, req.files)
+        self._check_uploads(req.files, state.upload_limit)  # before the loading message changes
         flags = int(payload.get("flags") or 0)
         original = (
             self.messages_by_id.get(state.original_message_id)
@@ -2025,6 +2047,7 @@ class FakeDiscord:
                 original,
                 {"content": None, "embeds": [], "components": [], **payload, "flags": flags},
                 req.files,
+                state.upload_limit,
             )
             original["edited_timestamp"] = None
             if payload.get("nonce") is not None:
@@ -2050,7 +2073,7 @@ class FakeDiscord:
     async def _webhook_edit(self, req: FakeRequest) -> web.StreamResponse:
         state = self._interaction_for_webhook(req)
         message = self._interaction_message(state, req.params["message_id"])
-        self._apply_edit(message, req.body, req.files)
+        self._apply_edit(message, req.body, req.files, state.upload_limit)
         if int(message["id"]) == state.original_message_id:
             state.deferred_pending = False
         return _json_response(message)

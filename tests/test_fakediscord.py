@@ -62,6 +62,17 @@ def make_bot() -> commands.Bot:
         await interaction.followup.send("here it is", file=report_file, ephemeral=True)
         await interaction.edit_original_response(content="report ready")
 
+    @bot.tree.command(description="Upload several files in one follow-up")
+    async def bundle(interaction: discord.Interaction, count: int, size: int) -> None:
+        await interaction.response.defer(ephemeral=True)
+        parts = [
+            discord.File(io.BytesIO(b"x" * size), filename=f"part{n}.txt") for n in range(count)
+        ]
+        try:
+            await interaction.followup.send("parts", files=parts, ephemeral=True)
+        except discord.HTTPException as error:
+            await interaction.followup.send(f"refused {error.status} {error.code}", ephemeral=True)
+
     @bot.tree.command(description="Describe an upload")
     async def inspect(
         interaction: discord.Interaction,
@@ -140,6 +151,7 @@ async def test_login_and_sync(fake: FakeDiscord, bot: commands.Bot) -> None:
     assert {c.name for c in synced} == {
         "ping",
         "report",
+        "bundle",
         "inspect",
         "preset",
         "chatty",
@@ -191,6 +203,30 @@ async def test_ephemeral_reply(fake: FakeDiscord, bot: commands.Bot, dm: bool) -
     assert message["content"] == "pong"
     assert message["flags"] & EPHEMERAL
     assert message["interaction_metadata"]["user"]["id"] == str(fake.user_id)
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "answer"),
+    [
+        (2, 500, "parts"),
+        (1, 1001, "refused 413 40005"),
+        # The limit is the request's, not each file's: two files that each fit, together not.
+        (3, 400, "refused 413 40005"),
+        (11, 1, "refused 400 50035"),
+    ],
+)
+async def test_an_upload_is_held_to_the_interactions_attachment_size_limit(
+    fake: FakeDiscord, bot: commands.Bot, count: int, size: int, answer: str
+) -> None:
+    payload = payloads.slash_command(
+        fake, name="bundle", options={"count": count, "size": size}, attachment_size_limit=1000
+    )
+    payloads.dispatch(bot, payload)
+
+    await fake.wait_for_call("POST", r"^/webhooks/\d+/[^/]+$", status=200)
+    [message] = fake.interaction_messages(payload["token"])
+    assert message["content"] == answer
+    assert len(message["attachments"]) == (count if answer == "parts" else 0)
 
 
 async def test_defer_then_followup_file_then_edit(fake: FakeDiscord, bot: commands.Bot) -> None:
