@@ -51,7 +51,7 @@ def task_card(
     prompt = Quoting(task.prompt, PROMPT_ON_CARD, lambda quoted: quoted)
     embed = FittedEmbed(
         title=texts.STATE_TITLES[task.state],
-        description=[prompt],
+        description=prompt,
         colour=_COLOURS.get(task.state, discord.Colour.red()),
         timestamp=datetime.fromisoformat(task.created_at),
     )
@@ -137,7 +137,7 @@ def balance_card(*, credits: int, refill: str) -> discord.Embed:
     """Return a member's own credits, the prices and the next refill (`/video balance`)."""
     embed = FittedEmbed(
         title=texts.BALANCE_TITLE,
-        description=[texts.balance(credits=credits)],
+        description=texts.balance(credits=credits),
         colour=discord.Colour.blurple(),
     )
     embed.field(texts.BALANCE_PRICES, price_lines())
@@ -163,7 +163,7 @@ def member_card(
     """Return any member's credits and recent tasks, for an admin (`/video-admin balance`)."""
     embed = FittedEmbed(
         title=texts.member_credits_title(name=name),
-        description=[texts.member_credits(member=mention, credits=credits, refill=refill)],
+        description=texts.member_credits(member=mention, credits=credits, refill=refill),
         colour=discord.Colour.blurple(),
     )
     embed.field(
@@ -185,14 +185,12 @@ def usage_card(
     """Return a server's spending, tasks, top members and settings (`/video-admin usage`)."""
     embed = FittedEmbed(
         title=texts.usage_title(period=period),
-        description=[
-            texts.usage_summary(
-                since=texts.calendar_day(since),
-                spent=report.spent,
-                charged=report.charged,
-                refunded=report.refunded,
-            )
-        ],
+        description=texts.usage_summary(
+            since=texts.calendar_day(since),
+            spent=report.spent,
+            charged=report.charged,
+            refunded=report.refunded,
+        ),
         colour=discord.Colour.blurple(),
     )
     outcomes: list[Line] = [

@@ -88,7 +88,8 @@ def _clusters(text: str) -> list[str]:
     for char in text:
         if clusters and (
             _extends(char)
-            or clusters[-1].endswith(_ZWJ)
+            # A joiner glues emoji together; markdown (all ASCII) always starts afresh.
+            or (clusters[-1].endswith(_ZWJ) and ord(char) > 0x7F)
             or (_regional(char) and _regional(clusters[-1][-1]) and len(clusters[-1]) == 1)
         ):
             clusters[-1] += char
@@ -136,10 +137,20 @@ def _render(line: Line, room: int) -> str:
 class _Part:
     """One text of an embed: its lines, the most it may hold, and how it shrinks."""
 
-    def __init__(self, lines: Sequence[Line], limit: int, *, separator: str = "\n") -> None:
-        self.lines = tuple(lines)
-        self.limit = limit
+    def __init__(
+        self,
+        lines: Sequence[Line] | Line,
+        limit: int,
+        *,
+        separator: str = "\n",
+        blank: str | None = None,
+    ) -> None:
+        # A list says how many lines it dropped; a single text is cut with "…".
+        self.listed = not isinstance(lines, str | Quoting)
+        self.lines = tuple(lines) if not isinstance(lines, str | Quoting) else (lines,)
         self.separator = separator
+        # What a field shows instead of nothing but spaces, which Discord refuses.
+        self.blank = blank
         self.text = self.fit(limit)
 
     @property
@@ -153,11 +164,16 @@ class _Part:
         Quoted text is shortened first, then lines are dropped from the end, and the lines
         kept get the most room that still fits.
         """
-        self.limit = limit
+        text = self._fit(limit)
+        if text.strip() or self.blank is None:
+            return text
+        return self.blank if length(self.blank) <= limit else texts.CUT
+
+    def _fit(self, limit: int) -> str:
         widest = max((line.room for line in self.lines if isinstance(line, Quoting)), default=0)
         # One text alone (a prompt, a reason) is cut as far as needed; a list keeps a
         # readable start of each and drops lines instead.
-        narrowest = 0 if len(self.lines) == 1 else min(MIN_QUOTE_IN_LIST, widest)
+        narrowest = min(MIN_QUOTE_IN_LIST, widest) if self.listed else 0
         for kept in range(len(self.lines), 0, -1):
             if length(self._shown(kept, narrowest)) > limit:
                 continue
@@ -173,8 +189,8 @@ class _Part:
 
     def _shown(self, kept: int, room: int) -> str:
         """The first `kept` lines, quoting in `room`, and a count of the others."""
-        if kept == 0 and len(self.lines) == 1:
-            return texts.CUT
+        if not self.listed:
+            return texts.CUT if kept == 0 else _render(self.lines[0], room)
         shown = [_render(line, room) for line in self.lines[:kept]]
         if kept < len(self.lines):
             shown.append(texts.and_more(count=len(self.lines) - kept))
@@ -189,15 +205,15 @@ class FittedEmbed:
         *,
         title: Line,
         colour: discord.Colour,
-        description: Sequence[Line] = (),
+        description: Sequence[Line] | Line = (),
         empty: str | None = None,
         timestamp: datetime | None = None,
     ) -> None:
         self._colour = colour
         self._timestamp = timestamp
-        self._title = _Part([title], TITLE_LIMIT)
+        self._title = _Part(title, TITLE_LIMIT)
         self._description = (
-            _Part(description or [empty or texts.NONE], DESCRIPTION_LIMIT)
+            _Part(description or empty or texts.NONE, DESCRIPTION_LIMIT)
             if description or empty
             else None
         )
@@ -216,14 +232,13 @@ class FittedEmbed:
         """Add a field; with no lines it says `empty` (Discord refuses an empty value)."""
         if len(self._fields) == MAX_FIELDS:
             raise ValueError(f"an embed holds at most {MAX_FIELDS} fields")
-        values = [lines] if isinstance(lines, str | Quoting) else list(lines)
-        value = _Part(values or [empty], FIELD_VALUE_LIMIT, separator=separator)
-        self._fields.append((_Part([name], FIELD_NAME_LIMIT), value, inline))
+        value = _Part(lines or empty, FIELD_VALUE_LIMIT, separator=separator, blank=empty)
+        self._fields.append((_Part(name, FIELD_NAME_LIMIT, blank=texts.CUT), value, inline))
         return self
 
     def footer(self, text: str) -> FittedEmbed:
         """Set the footer."""
-        self._footer = _Part([text], FOOTER_LIMIT)
+        self._footer = _Part(text, FOOTER_LIMIT)
         return self
 
     def build(self) -> discord.Embed:
