@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -13,7 +12,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import ledger_export, texts
-from core.cards import quote, refill_text, status_line
+from core.cards import member_card, refill_text, usage_card
+from core.embeds import quote
 from core.errors import UserFacingError
 from core.generation import DEFAULT_UPLOAD_LIMIT
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
@@ -224,46 +224,19 @@ class VideoAdmin(
         start = budgets.period_start(period, db_now())
         report = await reports.usage(db, interaction.guild_id, start)
         rules = await budgets.budget(db, interaction.guild_id)
-        embed = discord.Embed(
-            title=texts.usage_title(period=period),
-            description=texts.usage_summary(
-                since=texts.calendar_day(start),
-                spent=report.spent,
-                charged=report.charged,
-                refunded=report.refunded,
-            ),
-            colour=discord.Colour.blurple(),
-        )
-        embed.add_field(name=texts.USAGE_TASKS, value=_outcomes_text(report), inline=False)
-        top = "\n".join(
-            texts.top_member(user_id=user, spent=spent) for user, spent in report.top_members
-        )
-        embed.add_field(name=texts.USAGE_TOP_MEMBERS, value=top or texts.NOBODY_YET, inline=False)
-        embed.add_field(
-            name=texts.USAGE_CAP, value=await self._cap_text(interaction.guild_id, rules)
-        )
         allowance = (
             texts.allowance_rule(amount=rules.allowance, period=rules.allowance_period)
             if rules.allowance is not None
             else texts.default_allowance(amount=self.bot.settings.default_credits)
         )
-        embed.add_field(name=texts.USAGE_ALLOWANCE, value=allowance)
-        embed.add_field(name=texts.USAGE_MAX_CONCURRENT, value=str(rules.max_concurrent))
-        changes = await budgets.recent_changes(db, interaction.guild_id, limit=5)
-        embed.add_field(
-            name=texts.USAGE_CHANGES,
-            value="\n".join(
-                texts.settings_change(
-                    stamp=_unix(change.created_at),
-                    actor_id=change.actor_id,
-                    setting=change.setting,
-                    old=change.old_value,
-                    new=change.new_value,
-                )
-                for change in changes
-            )
-            or texts.NONE,
-            inline=False,
+        embed = usage_card(
+            period=period,
+            since=start,
+            report=report,
+            cap=await self._cap_text(interaction.guild_id, rules),
+            allowance=allowance,
+            max_concurrent=rules.max_concurrent,
+            changes=await budgets.recent_changes(db, interaction.guild_id, limit=5),
         )
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -338,17 +311,12 @@ class VideoAdmin(
             db, interaction.guild_id, member.id, default, roles
         )
         recent = await task_store.for_member(db, interaction.guild_id, member.id, limit=5)
-        embed = discord.Embed(
-            title=texts.member_credits_title(name=member.display_name)[:256],
-            description=texts.member_credits(
-                member=member.mention, credits=left, refill=refill_text(allowance, db_now())
-            ),
-            colour=discord.Colour.blurple(),
-        )
-        embed.add_field(
-            name=texts.MEMBER_RECENT_TASKS,
-            value="\n".join(status_line(task) for task in recent) or texts.NONE_YET,
-            inline=False,
+        embed = member_card(
+            name=member.display_name,
+            mention=member.mention,
+            credits=left,
+            refill=refill_text(allowance, db_now()),
+            recent=recent,
         )
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -367,23 +335,6 @@ class VideoAdmin(
         return texts.cap_rule(
             cap=rules.cap, period=rules.cap_period, left=max(0, rules.cap - spent)
         )
-
-
-def _unix(stamp: str) -> int:
-    return int(datetime.fromisoformat(stamp).timestamp())
-
-
-def _outcomes_text(report: reports.Usage) -> str:
-    if not report.tasks_by_outcome:
-        return texts.NONE
-    lines = []
-    for (duration, sound, state), count in sorted(report.tasks_by_outcome.items()):
-        lines.append(
-            texts.outcome_line(
-                preset=texts.preset_name(duration=duration, sound=sound), state=state, count=count
-            )
-        )
-    return "\n".join(lines)[:1024]
 
 
 async def setup(bot: VideoBot) -> None:

@@ -12,7 +12,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import generation, guards, texts
-from core.cards import prices_text, quote, refill_text, status_line, task_card
+from core.cards import balance_card, history_card, refill_text, task_card
+from core.embeds import quote
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
 from core.replies import answer_failure, send_private
@@ -226,15 +227,7 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         left, allowance = await credits.standing(
             self.bot.db, interaction.guild_id, interaction.user.id, default, roles
         )
-        embed = discord.Embed(
-            title=texts.BALANCE_TITLE,
-            description=texts.balance(credits=left),
-            colour=discord.Colour.blurple(),
-        )
-        embed.add_field(name=texts.BALANCE_PRICES, value=prices_text(), inline=False)
-        embed.add_field(
-            name=texts.BALANCE_REFILL, value=refill_text(allowance, db_now()), inline=False
-        )
+        embed = balance_card(credits=left, refill=refill_text(allowance, db_now()))
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @app_commands.command()
@@ -343,13 +336,7 @@ class HistoryView(discord.ui.View):
             limit=HISTORY_PAGE_SIZE,
             offset=self.page * HISTORY_PAGE_SIZE,
         )
-        embed = discord.Embed(title=texts.HISTORY_TITLE, colour=discord.Colour.blurple())
-        embed.description = (
-            "\n".join(status_line(task) for task in found) if found else texts.HISTORY_EMPTY
-        )
-        embed.set_footer(
-            text=texts.history_footer(page=self.page + 1, pages=self.pages, total=total)
-        )
+        embed = history_card(found, page=self.page + 1, pages=self.pages, total=total)
         self.previous.disabled = self.page == 0
         self.next.disabled = self.page >= self.pages - 1
         return embed

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 import discord
 
 from core import texts
-from core.cards import IN_CHANNEL, message_url, progress_text, quote, task_card
+from core.cards import IN_CHANNEL, message_url, progress_text, task_card
+from core.embeds import quote
 from core.generation import DEFAULT_UPLOAD_LIMIT
 from core.members import NO_MENTIONS, requester_only
 from core.results import result_view

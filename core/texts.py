@@ -58,6 +58,14 @@ def priced(*, label: str, cost: int) -> str:
 
 NONE = "None."
 NONE_YET = "None yet."
+# Ends member text cut short to fit an embed.
+CUT = "…"
+
+
+def and_more(*, count: int) -> str:
+    """Stands for the lines of a list that Discord's limits left no room for."""
+    return f"…and {count} more"
+
 
 # The task card ----------------------------------------------------------------------------
 
@@ -105,15 +113,12 @@ def clip_link(*, number: int, url: str) -> str:
     return f"[link {number}]({url})"
 
 
-def clip_posted(*, jump: str, links: str) -> str:
-    """Where the clip was posted, with its links when there are any."""
-    return f"[Posted here]({jump}) · {links}" if links else f"[Posted here]({jump})"
+# Where the clip went: the first item of the card's Clip field, before its links.
+def clip_posted(*, jump: str) -> str:
+    return f"[Posted here]({jump})"
 
 
-def clip_sent_by_dm(*, links: str) -> str:
-    return f"Sent by direct message · {links}"
-
-
+CLIP_SENT_BY_DM = "Sent by direct message"
 NO_CLIP_URL = "No clip URL was returned."
 
 

@@ -96,6 +96,11 @@ SETTABLE_FLAGS = SUPPRESS_EMBEDS | EPHEMERAL | SUPPRESS_NOTIFICATIONS | IS_COMPO
 EDITABLE_FLAGS = SUPPRESS_EMBEDS | IS_COMPONENTS_V2
 
 MAX_CONTENT_LENGTH = 2000
+# Discord's embed limits, counted as its API counts them (Python str length: code points).
+EMBED_LIMITS = {"title": 256, "description": 4096, "footer.text": 2048, "author.name": 256}
+EMBED_FIELD_LIMITS = {"name": 256, "value": 1024}
+MAX_EMBED_FIELDS = 25
+MAX_EMBEDS_TOTAL = 6000
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_ATTACHMENTS = 10
 
@@ -633,12 +638,61 @@ def _unknown(what: str, code: int) -> DiscordError:
 
 
 def _form_error(field_name: str, code: str, message: str) -> DiscordError:
-    return DiscordError(
-        400,
-        50035,
-        "Invalid Form Body",
-        errors={field_name: {"_errors": [{"code": code, "message": message}]}},
-    )
+    """Discord's 50035, with the error nested under each part of a dotted path."""
+    errors: JSON = {"_errors": [{"code": code, "message": message}]}
+    for part in reversed(field_name.split(".")):
+        errors = {part: errors}
+    return DiscordError(400, 50035, "Invalid Form Body", errors=errors)
+
+
+def _validate_embeds(embeds: Any) -> None:
+    """Refuse embeds past Discord's limits, with the error body Discord sends."""
+    if not embeds:
+        return
+    if len(embeds) > 10:
+        raise _form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+    total = 0
+    for index, embed in enumerate(embeds):
+        texts: dict[str, Any] = {
+            "title": embed.get("title"),
+            "description": embed.get("description"),
+            "footer.text": (embed.get("footer") or {}).get("text"),
+            "author.name": (embed.get("author") or {}).get("name"),
+        }
+        for path, text in texts.items():
+            text = str(text or "")
+            total += len(text)
+            if len(text) > EMBED_LIMITS[path]:
+                raise _form_error(
+                    f"embeds.{index}.{path}",
+                    "BASE_TYPE_MAX_LENGTH",
+                    f"Must be {EMBED_LIMITS[path]} or fewer in length.",
+                )
+        fields = embed.get("fields") or []
+        if len(fields) > MAX_EMBED_FIELDS:
+            raise _form_error(
+                f"embeds.{index}.fields",
+                "BASE_TYPE_MAX_LENGTH",
+                f"Must be {MAX_EMBED_FIELDS} or fewer in length.",
+            )
+        for number, embed_field in enumerate(fields):
+            for key, limit in EMBED_FIELD_LIMITS.items():
+                text = str(embed_field.get(key) or "")
+                total += len(text)
+                where = f"embeds.{index}.fields.{number}.{key}"
+                if not text.strip():
+                    raise _form_error(where, "BASE_TYPE_REQUIRED", "This field is required")
+                if len(text) > limit:
+                    raise _form_error(
+                        where, "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length."
+                    )
+    if total > MAX_EMBEDS_TOTAL:
+        # Since 2022 the 6,000 count all the embeds of a message together.
+        raise _form_error(
+            "embeds",
+            "MAX_EMBED_SIZE_EXCEEDED",
+            f"Embed size exceeds maximum size of {MAX_EMBEDS_TOTAL}",
+        )
 
 
 @dataclass
@@ -1761,8 +1815,7 @@ class FakeDiscord:
         )
         if not has_body:
             raise DiscordError(400, 50006, "Cannot send an empty message")
-        if len(payload.get("embeds") or []) > 10:
-            raise _form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        _validate_embeds(payload.get("embeds"))
 
     def _new_message(
         self,
@@ -1842,6 +1895,7 @@ class FakeDiscord:
         upload_limit: int | None = None,
     ) -> None:
         self._check_uploads(files, upload_limit)  # a refused edit changes nothing
+        _validate_embeds(payload.get("embeds"))
         if "content" in payload:
             content = payload["content"]
             if content is not None and len(str(content)) > MAX_CONTENT_LENGTH:

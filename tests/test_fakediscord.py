@@ -7,6 +7,7 @@ import io
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+from typing import Any
 
 import aiohttp
 import discord
@@ -384,6 +385,40 @@ async def test_channel_send_nonce_files_edit_delete(fake: FakeDiscord, bot: comm
     assert [m.id async for m in channel.history(limit=5)] == [with_file.id, first.id]
     await edited.delete()
     assert [m["id"] for m in fake.channel_messages(fake.channel_id)] == [str(first.id)]
+
+
+async def test_embeds_past_discords_limits_are_refused(
+    fake: FakeDiscord, bot: commands.Bot
+) -> None:
+    channel = bot.get_partial_messageable(fake.channel_id)
+    # Discord counts code points: 1,024 astral emoji fill a field exactly.
+    posted = await channel.send(embed=discord.Embed().add_field(name="n", value="😀" * 1024))
+
+    async def refusal(**kwargs: Any) -> str:
+        with pytest.raises(discord.HTTPException) as refused:
+            await channel.send(**kwargs)
+        assert (refused.value.status, refused.value.code) == (400, 50035)
+        return refused.value.text
+
+    too_long = discord.Embed().add_field(name="n", value="x" * 1025)
+    assert "embeds.0.fields.0.value: Must be 1024 or fewer" in await refusal(embed=too_long)
+    empty = discord.Embed().add_field(name="n", value=" ")
+    assert "embeds.0.fields.0.value: This field is required" in await refusal(embed=empty)
+    crowded = discord.Embed()
+    for number in range(26):
+        crowded.add_field(name=str(number), value="v")
+    assert "embeds.0.fields: Must be 25 or fewer" in await refusal(embed=crowded)
+    assert "embeds.1.title: Must be 256" in await refusal(
+        embeds=[discord.Embed(), discord.Embed(title="t" * 257)]
+    )
+    # The 6,000 count every embed of the message together.
+    two = [discord.Embed(description="d" * 4000), discord.Embed(description="d" * 2001)]
+    assert "Embed size exceeds maximum size of 6000" in await refusal(embeds=two)
+
+    with pytest.raises(discord.HTTPException):
+        await posted.edit(embed=discord.Embed(description="d" * 4097))
+    [stored] = fake.channel_messages(fake.channel_id)
+    assert stored["embeds"][0]["fields"][0]["value"] == "😀" * 1024
 
 
 async def test_forbidden_and_missing_channels(fake: FakeDiscord, bot: commands.Bot) -> None:

@@ -146,6 +146,7 @@ async def generate(
     harness: Harness,
     user_id: int,
     *,
+    prompt: str = "a lighthouse in a storm",
     duration: int = 5,
     sound: bool = False,
     roles: Iterable[int] = (),
@@ -153,7 +154,7 @@ async def generate(
 ) -> dict[str, Any]:
     return await harness.run(
         "generate",
-        options={"prompt": "a lighthouse in a storm", "duration": duration, "sound": sound},
+        options={"prompt": prompt, "duration": duration, "sound": sound},
         user_id=user_id,
         roles=list(roles),
         **context,
@@ -758,6 +759,32 @@ async def test_an_admin_sees_another_members_balance_and_recent_tasks(
     assert lines[0].startswith(f"`{failed}` · ")
     assert lines[2].startswith(f"`{done}` · ")
     assert "a lighthouse in a storm" in recent["value"]
+
+
+async def test_five_posted_clips_with_long_prompts_fit_the_recent_tasks_field(
+    harness: Harness,
+) -> None:
+    # Issue 16: this field passed 1,024 characters and Discord refused the whole answer.
+    member = harness.fake.add_user(new_snowflake(), username="painter")
+    await admin(harness, "grant", member=member, amount=1000)
+    prompts = [
+        f"Take {n}: a slow dolly shot through a rain-soaked neon night market, "
+        "steam rising from the food stalls, reflections shimmering in every puddle"
+        for n in range(1, 6)
+    ]
+    task_ids = [await generate_and_finish(harness, int(member["id"]), prompt=p) for p in prompts]
+
+    [embed] = only_reply(harness, await admin(harness, "balance", member=member))["embeds"]
+    [recent] = embed["fields"]
+    assert len(recent["value"]) <= 1024
+    lines = recent["value"].splitlines()
+    # All five are listed, newest first, each with its clip and the start of its prompt.
+    assert [line.split(" · ")[0] for line in lines[::2]] == [
+        f"`{task_id}`" for task_id in reversed(task_ids)
+    ]
+    assert all("[clip](https://discord.com/channels/" in line for line in lines[::2])
+    for line, prompt in zip(lines[1::2], reversed(prompts), strict=True):
+        assert line.startswith(f"> {prompt[:30]}") and line.endswith("…")
 
 
 async def test_looking_at_a_bots_balance_gives_it_no_credits(harness: Harness) -> None:
