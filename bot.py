@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -14,6 +15,7 @@ import aiohttp
 import discord
 from dotenv import find_dotenv, load_dotenv
 
+from core import logs
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
 from db import Database
@@ -95,9 +97,9 @@ def main() -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as error:
-        print(f"error: {error}", file=sys.stderr)
+        logs.settings_failed(error, os.environ)
         return 2
-    discord.utils.setup_logging(level=logging.getLevelName(settings.log_level), root=True)
+    logs.configure(settings.log_level, settings.log_format, settings.secrets)
     try:
         asyncio.run(run(settings))
     except discord.LoginFailure:
