@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -15,7 +16,7 @@ import aiohttp
 import discord
 from dotenv import find_dotenv, load_dotenv
 
-from core import logs
+from core import logs, selfcheck
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
 from db import Database
@@ -91,9 +92,16 @@ async def run(settings: Settings) -> None:
         await closed.wait()
 
 
-def main() -> int:
-    """Run the bot; return the process exit status."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the bot (or only check its settings); return the process exit status."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="check settings, database, token and key; then exit"
+    )
+    options = parser.parse_args(argv)
     load_dotenv(find_dotenv(usecwd=True), override=False)
+    if options.check:
+        return selfcheck.main(os.environ)
     try:
         settings = Settings.from_env()
     except SettingsError as error:

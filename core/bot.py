@@ -42,6 +42,13 @@ SYNC_HASH_KEY = "command_tree_hash"
 IDENTIFY_GAP_SECONDS = 5.0
 
 
+def invite_url(application_id: int) -> str:
+    """Return the OAuth2 link that adds the bot with the permissions it needs."""
+    return discord.utils.oauth_url(
+        application_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
+    )
+
+
 class VideoTree(app_commands.CommandTree["VideoBot"]):
     """The command tree, with one error handler for the whole bot."""
 
@@ -130,11 +137,7 @@ class VideoBot(commands.AutoShardedBot):
     def invite_url(self) -> str:
         """Return the OAuth2 link that adds the bot with the permissions it needs."""
         assert self.application_id is not None
-        return discord.utils.oauth_url(
-            self.application_id,
-            permissions=INVITE_PERMISSIONS,
-            scopes=("bot", "applications.commands"),
-        )
+        return invite_url(self.application_id)
 
     def command_tree_hash(self) -> str:
         """Return a hash of the command tree as Discord would receive it."""
