@@ -16,7 +16,7 @@ import aiohttp
 import discord
 from dotenv import find_dotenv, load_dotenv
 
-from core import logs, selfcheck
+from core import logs, monitoring, selfcheck
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
 from db import Database
@@ -54,7 +54,11 @@ async def open_bot(
     (tests shorten timeouts and backoff).
     """
     async with aiohttp.ClientSession() as session, provider_base(settings) as base:
-        options = {"max_rps": settings.provider_max_rps, **(client_options or {})}
+        options = {
+            "max_rps": settings.provider_max_rps,
+            "on_answer": monitoring.provider_answered,
+            **(client_options or {}),
+        }
         provider = SeedanceClient(session, base, settings.seedance_api_key, **options)
         db = await Database.open(settings.database_path)
         try:
