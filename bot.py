@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -14,6 +16,7 @@ import aiohttp
 import discord
 from dotenv import find_dotenv, load_dotenv
 
+from core import logs, monitoring, selfcheck
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
 from db import Database
@@ -51,7 +54,11 @@ async def open_bot(
     (tests shorten timeouts and backoff).
     """
     async with aiohttp.ClientSession() as session, provider_base(settings) as base:
-        options = {"max_rps": settings.provider_max_rps, **(client_options or {})}
+        options = {
+            "max_rps": settings.provider_max_rps,
+            "on_answer": monitoring.provider_answered,
+            **(client_options or {}),
+        }
         provider = SeedanceClient(session, base, settings.seedance_api_key, **options)
         db = await Database.open(settings.database_path)
         try:
@@ -89,15 +96,22 @@ async def run(settings: Settings) -> None:
         await closed.wait()
 
 
-def main() -> int:
-    """Run the bot; return the process exit status."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the bot (or only check its settings); return the process exit status."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="check settings, database, token and key; then exit"
+    )
+    options = parser.parse_args(argv)
     load_dotenv(find_dotenv(usecwd=True), override=False)
+    if options.check:
+        return selfcheck.main(os.environ)
     try:
         settings = Settings.from_env()
     except SettingsError as error:
-        print(f"error: {error}", file=sys.stderr)
+        logs.settings_failed(error, os.environ)
         return 2
-    discord.utils.setup_logging(level=logging.getLevelName(settings.log_level), root=True)
+    logs.configure(settings.log_level, settings.log_format, settings.secrets)
     try:
         asyncio.run(run(settings))
     except discord.LoginFailure:

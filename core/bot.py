@@ -15,7 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import guards, texts
+from core import guards, monitoring, texts
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS
 from core.rendering import Renderer
@@ -40,6 +40,13 @@ INVITE_PERMISSIONS = discord.Permissions(
 SYNC_HASH_KEY = "command_tree_hash"
 # Discord accepts one IDENTIFY per this many seconds for the whole bot (max_concurrency 1).
 IDENTIFY_GAP_SECONDS = 5.0
+
+
+def invite_url(application_id: int) -> str:
+    """Return the OAuth2 link that adds the bot with the permissions it needs."""
+    return discord.utils.oauth_url(
+        application_id, permissions=INVITE_PERMISSIONS, scopes=("bot", "applications.commands")
+    )
 
 
 class VideoTree(app_commands.CommandTree["VideoBot"]):
@@ -82,6 +89,8 @@ class VideoBot(commands.AutoShardedBot):
             options.setdefault("shard_count", settings.shard_count)
         if settings.shard_ids:
             options.setdefault("shard_ids", list(settings.shard_ids))
+        # Discord REST errors and acknowledgement times, seen in discord.py's own session.
+        options.setdefault("http_trace", monitoring.discord_trace())
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents(guilds=True),
@@ -97,6 +106,7 @@ class VideoBot(commands.AutoShardedBot):
         # The UTC day the operator was last warned that MAX_CREDITS_PER_DAY was reached.
         self.ceiling_warned_on: date | None = None
         self.identify_gap = IDENTIFY_GAP_SECONDS
+        self.monitoring: monitoring.MonitoringServer | None = None
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Wait for this shard's IDENTIFY slot, queued with every other process's shards."""
@@ -112,8 +122,16 @@ class VideoBot(commands.AutoShardedBot):
         shard_ids = self.settings.shard_ids
         return shard_ids is None or 0 in shard_ids
 
+    async def on_interaction(self, interaction: discord.Interaction[VideoBot]) -> None:
+        """Note the interaction's arrival; its acknowledgement is timed from here."""
+        monitoring.interaction_received(interaction.id)
+
     async def setup_hook(self) -> None:
-        """Register result buttons, load the extensions, log the invite link, sync commands."""
+        """Serve metrics, register result buttons, load the extensions, sync commands."""
+        if self.settings.metrics_port is not None:
+            # First, so that /healthz answers (503) while the rest of the start runs.
+            self.monitoring = monitoring.MonitoringServer(self)
+            await self.monitoring.start()
         # Buttons under clips posted before this start keep working.
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in EXTENSIONS:
@@ -127,14 +145,17 @@ class VideoBot(commands.AutoShardedBot):
         if self.syncs_commands:
             await self.sync_commands()
 
+    async def close(self) -> None:
+        """Close the Discord connection, then stop serving metrics."""
+        await super().close()
+        if self.monitoring is not None:
+            await self.monitoring.stop()
+            self.monitoring = None
+
     def invite_url(self) -> str:
         """Return the OAuth2 link that adds the bot with the permissions it needs."""
         assert self.application_id is not None
-        return discord.utils.oauth_url(
-            self.application_id,
-            permissions=INVITE_PERMISSIONS,
-            scopes=("bot", "applications.commands"),
-        )
+        return invite_url(self.application_id)
 
     def command_tree_hash(self) -> str:
         """Return a hash of the command tree as Discord would receive it."""

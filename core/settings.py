@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import TypeVar
 DEFAULT_API_BASE = "https://seedance1-5pro.com/api"
 DEFAULT_DATABASE_URL = "sqlite:///data/seedance-bot.db"
 SANDBOX_KEY = "sandbox"
+LOG_FORMATS = ("text", "json")
 N = TypeVar("N", int, float)
 
 
@@ -51,6 +54,25 @@ class Settings:
     # None: Discord's recommended count. shard_ids None: every shard of it; (): no gateway.
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
+    log_format: str = "text"
+    # None: no /metrics or /healthz server.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    shutdown_grace_seconds: float = 20.0
+    # Kept whole only so that its password can be kept out of every log line.
+    database_url: str = DEFAULT_DATABASE_URL
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Return the values no log line, message or metric may ever show."""
+        found = [self.discord_token]
+        if not self.sandbox:
+            found.append(self.seedance_api_key)
+        password = _url_password(self.database_url)
+        if password:
+            # As written in the URL and as the database driver sends it.
+            found.extend({password, urllib.parse.unquote(password)})
+        return tuple(found)
 
     @property
     def gateway(self) -> bool:
@@ -73,11 +95,12 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `environ` (default: the process environment)."""
         env = os.environ if environ is None else environ
+        database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
         return cls(
             discord_token=_required(env, "DISCORD_TOKEN"),
             seedance_api_key=_required(env, "SEEDANCE_API_KEY"),
             seedance_api_base=_url(env, "SEEDANCE_API_BASE", DEFAULT_API_BASE),
-            database_path=database_path(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+            database_path=database_path(database_url),
             default_credits=_int(env, "DEFAULT_CREDITS", cls.default_credits, minimum=0),
             poll_interval_seconds=_float(
                 env, "POLL_INTERVAL_SECONDS", cls.poll_interval_seconds, minimum=0.01
@@ -94,6 +117,13 @@ class Settings:
             ),
             shard_count=_optional_int(env, "SHARD_COUNT", minimum=1),
             shard_ids=_shard_ids(env),
+            log_format=log_format(env),
+            metrics_port=_port(env),
+            metrics_host=_host(env),
+            shutdown_grace_seconds=_float(
+                env, "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds, minimum=0.0
+            ),
+            database_url=database_url,
         )
 
 
@@ -167,3 +197,38 @@ def _log_level(env: Mapping[str, str]) -> str:
     if not isinstance(logging.getLevelName(level), int):
         raise SettingsError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     return level
+
+
+def log_format(env: Mapping[str, str]) -> str:
+    """Return LOG_FORMAT (`text` or `json`); readable before the other settings are."""
+    value = (env.get("LOG_FORMAT", "").strip() or "text").lower()
+    if value not in LOG_FORMATS:
+        raise SettingsError("LOG_FORMAT must be text or json")
+    return value
+
+
+def _port(env: Mapping[str, str]) -> int | None:
+    port = _optional_int(env, "METRICS_PORT", minimum=1)
+    if port is not None and port > 65535:
+        raise SettingsError("METRICS_PORT must be a port number, 1 to 65535")
+    return port
+
+
+def _host(env: Mapping[str, str]) -> str:
+    host = env.get("METRICS_HOST", "").strip() or Settings.metrics_host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        # A name such as localhost is fine too; only spaces and URLs are certainly wrong.
+        if not host.replace("-", "").replace(".", "").isalnum():
+            raise SettingsError(
+                "METRICS_HOST must be an address such as 127.0.0.1 or 0.0.0.0"
+            ) from None
+    return host
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(url).password
+    except ValueError:
+        return None

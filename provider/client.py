@@ -11,7 +11,7 @@ import pathlib
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import aiohttp
@@ -72,8 +72,11 @@ class SeedanceClient:
         backoff_cap: float = 8.0,
         max_rps: float = 5.0,
         rng: random.Random | None = None,
+        on_answer: Callable[[str, str], None] | None = None,
     ) -> None:
         self._session = session
+        # Told (endpoint, outcome) after every attempt: the code answered, or "error".
+        self._on_answer = on_answer
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
@@ -160,15 +163,20 @@ class SeedanceClient:
                     raise ClipTooLarge(
                         f"the clip is {declared} bytes, the limit is {max_bytes}", size=declared
                     )
-                return await self._write_stream(resp, dest, max_bytes, declared)
-        except ProviderError:
+                size = await self._write_stream(resp, dest, max_bytes, declared)
+        except ProviderError as exc:
+            self._observe("download", exc)
             raise
         except TimeoutError as exc:
+            self._observe("download", None, failed=True)
             raise ProviderTimeout("the clip download took too long") from exc
         except aiohttp.ClientError as exc:
+            self._observe("download", None, failed=True)
             raise ProviderUnavailable(
                 self._scrub(f"the clip download failed: {exc}"), request_sent=True
             ) from exc
+        self._observe("download", None)
+        return size
 
     async def _write_stream(
         self,
@@ -216,6 +224,7 @@ class SeedanceClient:
             try:
                 data = await self._send(method, url, path, params, json, attempt, ticket)
             except ProviderError as exc:
+                self._observe(path.strip("/"), exc)
                 if attempt >= self._max_attempts or not self._should_retry(exc, idempotent):
                     raise
                 delay = self._retry_delay(exc, attempt)
@@ -233,6 +242,7 @@ class SeedanceClient:
                 # A 429 already moved the shared "not before" mark; _wait_turn honours it.
                 attempt += 1
             else:
+                self._observe(path.strip("/"), None)
                 self._raise_rate(ticket)
                 return data
 
@@ -433,6 +443,17 @@ class SeedanceClient:
         if self._waiting_polls:
             return self._waiting_polls[0]
         return None
+
+    def _observe(self, endpoint: str, exc: ProviderError | None, *, failed: bool = False) -> None:
+        if self._on_answer is None:
+            return
+        if exc is None:
+            outcome = "error" if failed else "200"
+        else:
+            # The body's code where it differs from the HTTP status (an error inside a 200).
+            answered = exc.code or exc.status
+            outcome = str(answered) if answered else "error"
+        self._on_answer(endpoint, outcome)
 
     def _scrub(self, text: str) -> str:
         if self._api_key:

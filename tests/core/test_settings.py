@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,54 @@ def test_shards_of_this_process() -> None:
     # `none` joins no gateway: the process only polls and delivers.
     worker = Settings.from_env({**REQUIRED, "SHARD_IDS": "none"})
     assert (worker.shard_ids, worker.gateway) == ((), False)
+
+
+def test_operating_settings_default_to_off_and_text() -> None:
+    settings = Settings.from_env(REQUIRED)
+    assert settings.log_format == "text" and settings.metrics_port is None
+    assert settings.metrics_host == "127.0.0.1" and settings.shutdown_grace_seconds == 20
+
+
+def test_operating_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "LOG_FORMAT": "JSON",
+            "METRICS_PORT": "9464",
+            "METRICS_HOST": "0.0.0.0",  # noqa: S104
+            "SHUTDOWN_GRACE_SECONDS": "5",
+        }
+    )
+    assert settings.log_format == "json" and settings.metrics_port == 9464
+    assert settings.metrics_host == "0.0.0.0"  # noqa: S104
+    assert settings.shutdown_grace_seconds == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("LOG_FORMAT", "yaml", "LOG_FORMAT must be text or json"),
+        ("METRICS_PORT", "http", "METRICS_PORT must be a whole number"),
+        ("METRICS_PORT", "0", "METRICS_PORT must be at least 1"),
+        ("METRICS_PORT", "70000", "METRICS_PORT must be a port number"),
+        ("METRICS_HOST", "http://0.0.0.0", "METRICS_HOST must be an address"),
+        ("SHUTDOWN_GRACE_SECONDS", "-1", "SHUTDOWN_GRACE_SECONDS must be at least 0"),
+        ("SHUTDOWN_GRACE_SECONDS", "soon", "SHUTDOWN_GRACE_SECONDS must be a number"),
+    ],
+)
+def test_malformed_operating_settings_are_named(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({**REQUIRED, name: value})
+
+
+def test_secrets_are_the_token_the_key_and_no_sandbox_word() -> None:
+    assert Settings.from_env(REQUIRED).secrets == ("discord-secret-token", "sd-secret-key")
+    sandbox = Settings.from_env({**REQUIRED, "SEEDANCE_API_KEY": "sandbox"})
+    assert sandbox.secrets == ("discord-secret-token",)
+
+
+def test_the_database_password_counts_as_a_secret() -> None:
+    settings = replace(
+        Settings.from_env(REQUIRED), database_url="postgresql://bot:pa%40ss@db.internal/bot"
+    )
+    assert {"pa@ss", "pa%40ss"} <= set(settings.secrets)
