@@ -229,6 +229,6 @@ async def test_formula_and_markdown_in_a_grant_reason_stay_plain_text(harness: H
     shown = reply["content"].split("Reason: ", 1)[1]
     assert (
         shown == '=HYPERLINK("http://x") \\*\\*@\u200beveryone\\*\\* '
-        '\\<@\u200b&123456789012345678\\>'
+        "\\<@\u200b&123456789012345678\\>"
     )
     assert reply["allowed_mentions"] == {"parse": []}
