@@ -16,7 +16,7 @@ from dotenv import find_dotenv, load_dotenv
 
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
-from db import Database
+from db import open_database
 from provider.client import SeedanceClient
 from provider.simulator import ProviderSimulator
 
@@ -53,7 +53,7 @@ async def open_bot(
     async with aiohttp.ClientSession() as session, provider_base(settings) as base:
         options = {"max_rps": settings.provider_max_rps, **(client_options or {})}
         provider = SeedanceClient(session, base, settings.seedance_api_key, **options)
-        db = await Database.open(settings.database_path)
+        db = await open_database(settings.database_url)
         try:
             async with VideoBot(settings, db, provider, **(bot_options or {})) as bot:
                 yield bot

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from db import Database
+from db.sqlite import SqliteDatabase
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
 from tests.harness import API_KEY, Harness, bot_settings, errors_logged, running_bot
@@ -16,7 +17,7 @@ from tests.harness import API_KEY, Harness, bot_settings, errors_logged, running
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     """A migrated database in a temporary folder."""
-    database = await Database.open(tmp_path / "bot.db")
+    database = await SqliteDatabase.open(tmp_path / "bot.db")
     try:
         yield database
     finally:

@@ -24,6 +24,7 @@ import db as db_module
 from db import Database, budgets, credits
 from db import tasks as task_store
 from db.credits import NotEnoughCredits
+from db.sqlite import SqliteDatabase
 from db.states import TaskState
 from db.tasks import NewTask
 from provider.models import PRICES
@@ -119,7 +120,7 @@ async def check_limits_after_charge(
 
 async def run(operations: list[tuple[Any, ...]]) -> None:
     with tempfile.TemporaryDirectory() as folder, virtual_clock() as now:
-        db = await Database.open(Path(folder) / "bot.db")
+        db = await SqliteDatabase.open(Path(folder) / "bot.db")
         tasks: list[str] = []
         try:
             for op in operations:
@@ -199,7 +200,7 @@ def test_the_ledger_always_explains_every_balance_and_no_limit_is_passed(
 def test_a_refill_raises_a_low_balance_to_the_allowance_and_keeps_grants() -> None:
     async def scenario() -> None:
         with tempfile.TemporaryDirectory() as folder, virtual_clock() as now:
-            db = await Database.open(Path(folder) / "bot.db")
+            db = await SqliteDatabase.open(Path(folder) / "bot.db")
             try:
                 await budgets.set_allowance(db, 1, 520, "week", actor_id=ADMIN)
                 assert await credits.balance(db, 1, 11, DEFAULT_CREDITS) == 520
