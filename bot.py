@@ -16,7 +16,7 @@ from dotenv import find_dotenv, load_dotenv
 
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
-from db import open_database
+from db import DatabaseUnavailable, open_database
 from provider.client import SeedanceClient
 from provider.simulator import ProviderSimulator
 
@@ -89,6 +89,9 @@ def main() -> int:
     discord.utils.setup_logging(level=logging.getLevelName(settings.log_level), root=True)
     try:
         asyncio.run(run(settings))
+    except DatabaseUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except discord.LoginFailure:
         print("error: Discord refused DISCORD_TOKEN: copy the bot token again", file=sys.stderr)
         return 2

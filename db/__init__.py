@@ -31,6 +31,10 @@ class IntegrityError(Exception):
     """A write broke a rule the schema enforces: a unique index, a check, the append-only ledger."""
 
 
+class DatabaseUnavailable(Exception):
+    """The database server could not be reached or refused the login; never shows the password."""
+
+
 class DatabaseURLError(ValueError):
     """DATABASE_URL names no backend this code has; the message never repeats the URL."""
 
@@ -82,6 +86,9 @@ def dialect_of(url: str) -> Dialect:
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return "sqlite"
     if url.startswith(("postgresql://", "postgres://")):
+        from db.postgres import connect_options
+
+        connect_options(url)  # raises on a malformed URL, before anything connects
         return "postgres"
     raise DatabaseURLError(
         "DATABASE_URL must look like sqlite:///relative/path.db, sqlite:////absolute/path.db "
@@ -186,7 +193,9 @@ class Database(ABC):
 async def open_database(url: str, *, target_version: int | None = None) -> Database:
     """Open the database DATABASE_URL names (creating a SQLite file if needed) and migrate it."""
     if dialect_of(url) == "postgres":
-        raise DatabaseURLError("this build has no PostgreSQL backend yet")
+        from db.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(url, target_version=target_version)
     from db.sqlite import SqliteDatabase, sqlite_path
 
     return await SqliteDatabase.open(sqlite_path(url), target_version=target_version)

@@ -76,7 +76,7 @@ async def ledger_csv(db: Database, guild_id: int, user_id: int | None = None) ->
     """Return the server's ledger (or one member's) as CSV, oldest first, with a header row."""
     rows = await db.fetchall(
         f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger "  # noqa: S608 - constant column names
-        "WHERE guild_id = ? AND (? IS NULL OR user_id = ?) ORDER BY id",
+        "WHERE guild_id = ? AND (CAST(? AS BIGINT) IS NULL OR user_id = ?) ORDER BY id",
         (guild_id, user_id, user_id),
     )
     out = io.StringIO()

@@ -337,10 +337,13 @@ async def mark_delivered(
 
 
 async def due(db: Database, now: float, *, limit: int, exclude: Collection[str] = ()) -> list[Task]:
-    """Return tasks whose next poll or delivery attempt has come, soonest first."""
+    """Return tasks whose next poll or delivery attempt has come, soonest (then oldest) first."""
+    # Taken before the query: a job that finishes and leaves `exclude` while the query runs
+    # (another connection, on PostgreSQL) may be read as it was before it finished.
+    exclude = frozenset(exclude)
     rows = await db.fetchall(
         "SELECT * FROM tasks WHERE state IN ('rendering', 'delivering') AND next_poll_at <= ? "
-        "ORDER BY next_poll_at LIMIT ?",
+        "ORDER BY next_poll_at, rowid LIMIT ?",
         (now, limit + len(exclude)),
     )
     tasks = [Task.from_row(row) for row in rows if row["id"] not in exclude]
@@ -363,6 +366,7 @@ async def stranded_submissions(
     db: Database, *, created_before: str, exclude: Collection[str] = ()
 ) -> list[Task]:
     """Return tasks charged but never confirmed by the provider, whose submitter is gone."""
+    exclude = frozenset(exclude)  # before the query, as in `due`
     rows = await db.fetchall(
         "SELECT * FROM tasks WHERE state = 'submitting' AND created_at < ? ORDER BY created_at",
         (created_before,),
