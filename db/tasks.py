@@ -366,7 +366,8 @@ async def stranded_submissions(
     db: Database, *, created_before: str, exclude: Collection[str] = ()
 ) -> list[Task]:
     """Return tasks charged but never confirmed by the provider, whose submitter is gone."""
-    exclude = frozenset(exclude)  # before the query, as in `due`
+    # `exclude` is read after the query, unlike in `due`: a submission that commits while
+    # the query runs (another connection, on PostgreSQL) has joined it by then.
     rows = await db.fetchall(
         "SELECT * FROM tasks WHERE state = 'submitting' AND created_at < ? ORDER BY created_at",
         (created_before,),
