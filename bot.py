@@ -19,7 +19,7 @@ from dotenv import find_dotenv, load_dotenv
 from core import logs, monitoring, selfcheck
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
-from db import Database
+from db import DatabaseUnavailable, open_database
 from provider.client import SeedanceClient
 from provider.simulator import ProviderSimulator
 
@@ -60,7 +60,7 @@ async def open_bot(
             **(client_options or {}),
         }
         provider = SeedanceClient(session, base, settings.seedance_api_key, **options)
-        db = await Database.open(settings.database_path)
+        db = await open_database(settings.database_url)
         try:
             async with VideoBot(settings, db, provider, **(bot_options or {})) as bot:
                 yield bot
@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format, settings.secrets)
     try:
         asyncio.run(run(settings))
+    except DatabaseUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except discord.LoginFailure:
         print("error: Discord refused DISCORD_TOKEN: copy the bot token again", file=sys.stderr)
         return 2

@@ -39,7 +39,8 @@ import aiohttp
 import provider.client as client_module
 from bot import open_bot
 from core.settings import Settings
-from db import Database, iso
+from db import iso
+from db.sqlite import SqliteDatabase
 from provider.client import SeedanceClient
 from provider.errors import ProviderRateLimited
 from provider.models import PRICES, GenerationRequest
@@ -861,7 +862,7 @@ async def tick_cost(
     settings = bot_settings(
         path.parent,
         simulator,
-        database_path=path,
+        database_url=f"sqlite:///{path}",
         poll_interval_seconds=PRODUCTION.poll_interval_seconds,
         render_timeout_seconds=PRODUCTION.render_timeout_seconds,
         provider_max_rps=PRODUCTION.provider_max_rps,
@@ -893,7 +894,7 @@ async def ten_thousand(
     async with running_simulator() as simulator, FakeDiscord() as fake:
         with tempfile.TemporaryDirectory(prefix="bench-10k-") as folder:
             path = Path(folder) / "bot.db"
-            await (await Database.open(path)).close()  # the schema, migrated
+            await (await SqliteDatabase.open(path)).close()  # the schema, migrated
             made = await asyncio.to_thread(
                 write_in_flight, path, fake, count, 1_000, time.time() + 86_400
             )

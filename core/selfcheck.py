@@ -64,13 +64,53 @@ def main(environ: Mapping[str, str]) -> int:
 async def run_checks(settings: Settings) -> list[Check]:
     """Run every check that applies to these settings."""
     checks = [Check("settings", True, "every setting parses")]
-    checks.append(await asyncio.to_thread(check_database, settings.database_path))
+    path = settings.database_path
+    if path is None:
+        checks.append(await check_postgres(settings.database_url))
+    else:
+        checks.append(await asyncio.to_thread(check_database, path))
     checks.append(await check_discord(settings.discord_token))
     async with aiohttp.ClientSession() as session:
         checks.append(await check_provider(settings, session))
     if settings.metrics_port is not None:
         checks.append(check_port(settings.metrics_host, settings.metrics_port))
     return checks
+
+
+async def check_postgres(url: str) -> Check:
+    """Check that PostgreSQL answers and say which migrations are pending (changing nothing)."""
+    import asyncpg
+
+    from db.postgres import connect_options
+
+    available = migrations("postgres")
+    latest = available[-1][0] if available else 0
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(**connect_options(url)), 10)
+    except Exception as error:
+        # The error's class only: its text may hold the host and user of the URL.
+        return Check(
+            "database",
+            False,
+            f"PostgreSQL did not answer ({type(error).__name__}): check DATABASE_URL",
+        )
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('schema_version')")
+        current = (
+            0 if exists is None else int(await conn.fetchval("SELECT version FROM schema_version"))
+        )
+    finally:
+        await conn.close()
+    if current > latest:
+        return Check(
+            "database", False, f"schema version {current} is newer than this code ({latest})"
+        )
+    pending = [name for version, name, _ in available if version > current]
+    if pending:
+        return Check(
+            "database", True, "PostgreSQL answers; pending migrations: " + ", ".join(pending)
+        )
+    return Check("database", True, f"PostgreSQL answers; schema version {current}, up to date")
 
 
 def check_database(path: Path) -> Check:

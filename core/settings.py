@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from db import DatabaseURLError, dialect_of, redacted
+
 DEFAULT_API_BASE = "https://seedance1-5pro.com/api"
 DEFAULT_DATABASE_URL = "sqlite:///data/seedance-bot.db"
 SANDBOX_KEY = "sandbox"
@@ -22,19 +24,6 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and never shows its value."""
 
 
-def database_path(url: str) -> Path:
-    """Turn `sqlite:///relative.db` or `sqlite:////absolute.db` into a path."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise SettingsError(
-            "DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db"
-        )
-    return Path(url[len(prefix) :])
-
-
-DEFAULT_DATABASE_PATH = database_path(DEFAULT_DATABASE_URL)
-
-
 @dataclass(frozen=True)
 class Settings:
     """Everything the operator configures, in the product's words."""
@@ -42,7 +31,7 @@ class Settings:
     discord_token: str
     seedance_api_key: str
     seedance_api_base: str = DEFAULT_API_BASE
-    database_path: Path = DEFAULT_DATABASE_PATH
+    database_url: str = DEFAULT_DATABASE_URL
     default_credits: int = 260
     poll_interval_seconds: float = 10.0
     dev_guild_id: int | None = None
@@ -59,8 +48,6 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     shutdown_grace_seconds: float = 20.0
-    # Kept whole only so that its password can be kept out of every log line.
-    database_url: str = DEFAULT_DATABASE_URL
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -75,6 +62,13 @@ class Settings:
         return tuple(found)
 
     @property
+    def database_path(self) -> Path | None:
+        """Return the SQLite file DATABASE_URL names, or None for PostgreSQL."""
+        if dialect_of(self.database_url) != "sqlite":
+            return None
+        return Path(self.database_url[len("sqlite:///") :])
+
+    @property
     def gateway(self) -> bool:
         """Whether this process connects to Discord's gateway (`SHARD_IDS=none` does not)."""
         return self.shard_ids != ()
@@ -83,7 +77,7 @@ class Settings:
         # The dataclass repr would print both secrets into any log or traceback.
         return (
             f"Settings(api_base={self.seedance_api_base!r}, sandbox={self.sandbox}, "
-            f"database={str(self.database_path)!r}, dev_guild_id={self.dev_guild_id})"
+            f"database={redacted(self.database_url)!r}, dev_guild_id={self.dev_guild_id})"
         )
 
     @property
@@ -95,12 +89,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `environ` (default: the process environment)."""
         env = os.environ if environ is None else environ
-        database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
         return cls(
             discord_token=_required(env, "DISCORD_TOKEN"),
             seedance_api_key=_required(env, "SEEDANCE_API_KEY"),
             seedance_api_base=_url(env, "SEEDANCE_API_BASE", DEFAULT_API_BASE),
-            database_path=database_path(database_url),
+            database_url=_database_url(env),
             default_credits=_int(env, "DEFAULT_CREDITS", cls.default_credits, minimum=0),
             poll_interval_seconds=_float(
                 env, "POLL_INTERVAL_SECONDS", cls.poll_interval_seconds, minimum=0.01
@@ -123,7 +116,6 @@ class Settings:
             shutdown_grace_seconds=_float(
                 env, "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds, minimum=0.0
             ),
-            database_url=database_url,
         )
 
 
@@ -132,6 +124,15 @@ def _required(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise SettingsError(f"{name} is not set: add it to .env (see .env.example)")
     return value
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    url = env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    try:
+        dialect_of(url)
+    except DatabaseURLError as error:
+        raise SettingsError(str(error)) from None  # its text never repeats the URL
+    return url
 
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:

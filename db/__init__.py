@@ -1,28 +1,42 @@
-"""The bot's SQLite database: one connection, one writer path, numbered migrations."""
+"""The bot's database: one interface, a SQLite and a PostgreSQL implementation, plain SQL.
+
+Every module below writes its SQL once, with `?` placeholders, in the subset both dialects
+share; a backend that needs another spelling (PostgreSQL's `$1`) rewrites it. Each backend
+has its own numbered migrations (`db/migrations/<dialect>/NNNN_*.sql`), applied at start,
+and records the schema version in the database.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
-import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, ClassVar, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
+Dialect = Literal["sqlite", "postgres"]
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 class MigrationError(Exception):
-    """The database file is newer than this code or a migration is malformed."""
+    """The database is newer than this code or a migration is malformed."""
+
+
+class IntegrityError(Exception):
+    """A write broke a rule the schema enforces: a unique index, a check, the append-only ledger."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database server could not be reached or refused the login; never shows the password."""
+
+
+class DatabaseURLError(ValueError):
+    """DATABASE_URL names no backend this code has; the message never repeats the URL."""
 
 
 def _system_clock() -> datetime:
@@ -53,10 +67,10 @@ def utcnow() -> str:
     return iso(now())
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """Return (version, name, sql) for every migration file, in order."""
+def migrations(dialect: Dialect = "sqlite") -> list[tuple[int, str, str]]:
+    """Return (version, name, sql) for every migration file of the dialect, in order."""
     found: list[tuple[int, str, str]] = []
-    for entry in resources.files("db").joinpath("migrations").iterdir():
+    for entry in resources.files("db").joinpath("migrations", dialect).iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
@@ -67,98 +81,102 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
-class Database:
-    """The one connection every part of the bot reads and writes through.
+def dialect_of(url: str) -> Dialect:
+    """Return which backend a DATABASE_URL selects; raise DatabaseURLError for anything else."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return "sqlite"
+    if url.startswith(("postgresql://", "postgres://")):
+        from db.postgres import connect_options
 
-    aiosqlite runs each connection on its own thread, and SQLite allows one writer at a
-    time; an asyncio lock around every statement group keeps two coroutines from
-    interleaving inside one transaction.
-    """
+        connect_options(url)  # raises on a malformed URL, before anything connects
+        return "postgres"
+    raise DatabaseURLError(
+        "DATABASE_URL must look like sqlite:///relative/path.db, sqlite:////absolute/path.db "
+        "or postgresql://USER:PASSWORD@HOST:PORT/NAME"
+    )
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        self._conn = conn
-        self._lock = asyncio.Lock()
-        self.path = path
 
-    @classmethod
-    async def open(cls, path: Path, *, target_version: int | None = None) -> Database:
-        """Open (creating if needed) the database at `path` and migrate it."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        conn.row_factory = aiosqlite.Row
-        try:
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute("PRAGMA busy_timeout = 5000")
-            # FULL: a committed charge or refund survives a power cut, not only a crash.
-            await conn.execute("PRAGMA synchronous = FULL")
-            db = cls(conn, path)
-            await db.migrate(target_version)
-        except BaseException:
-            await conn.close()
-            raise
-        return db
+def redacted(url: str) -> str:
+    """Return the URL with its password, if any, replaced by `***`: safe to log or show."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{location}"
 
-    async def close(self) -> None:
-        """Wait for the statement in flight, then close the connection."""
-        async with self._lock:
-            await self._conn.close()
 
+class Row(Protocol):
+    """A result row: by column name or position, and `dict(row)` (sqlite3.Row, asyncpg.Record)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def keys(self) -> Iterable[str]: ...
+
+
+class Connection(ABC):
+    """One open transaction, as the modules below see it."""
+
+    @abstractmethod
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement and return how many rows it changed."""
+
+    @abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        """Run one statement once per row of parameters (bulk inserts: copies, tests)."""
+
+    @abstractmethod
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        """Run one query (or a statement with RETURNING) and return its first row."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """Run one query and return all its rows."""
+
+    @abstractmethod
+    async def serialize(self, *scope: object) -> None:
+        """Hold `scope` (e.g. "member", guild, user) until this transaction ends.
+
+        Another transaction serializing the same scope waits until this one commits, then
+        reads what it wrote. Transactions take scopes in one fixed order (member, then
+        server, then all servers) so two of them never wait for each other.
+        """
+
+
+class Database(ABC):
+    """What every part of the bot reads and writes through."""
+
+    dialect: ClassVar[Dialect]
+
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """Run the block as one write transaction; roll back if it raises."""
+
+    @abstractmethod
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        """Run one read query and return its first row."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """Run one read query and return all its rows."""
+
+    @abstractmethod
     async def version(self) -> int:
-        """Return the schema version recorded in PRAGMA user_version."""
-        row = await self.fetchone("PRAGMA user_version")
-        assert row is not None
-        return int(row[0])
+        """Return the schema version recorded in the database."""
 
+    @abstractmethod
     async def migrate(self, target_version: int | None = None) -> None:
-        """Apply every migration newer than the file's user_version, each in its own transaction."""
-        available = migrations()
+        """Apply every migration newer than the recorded version, each in its own transaction."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Wait for the statements in flight, then close."""
+
+    def _check_version(self, current: int, available: list[tuple[int, str, str]]) -> int:
         latest = available[-1][0] if available else 0
-        target = latest if target_version is None else target_version
-        current = await self.version()
         if current > latest:
             raise MigrationError(
                 f"the database is at schema version {current}, newer than this code ({latest})"
             )
-        for version, name, sql in available:
-            if current < version <= target:
-                async with self._lock:
-                    # The BEGIN inside the script makes the file and its version bump one
-                    # transaction: a failed migration leaves the previous version intact.
-                    try:
-                        await self._conn.executescript(
-                            f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
-                        )
-                    except BaseException:
-                        if self._conn.in_transaction:
-                            await self._conn.execute("ROLLBACK")
-                        raise
-                log.info("Applied database migration %s", name)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Run the block as one write transaction; roll back if it raises."""
-        async with self._lock:
-            try:
-                await self._conn.execute("BEGIN IMMEDIATE")
-                yield self._conn
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                # Even when cancelled mid-BEGIN the statement still runs on aiosqlite's
-                # thread; a ROLLBACK queued behind it keeps the shared connection usable.
-                with contextlib.suppress(sqlite3.OperationalError):
-                    await self._conn.execute("ROLLBACK")
-                raise
-
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        """Run one read query and return its first row."""
-        async with self._lock, self._conn.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
-
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        """Run one read query and return all its rows."""
-        async with self._lock, self._conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        return latest
 
     async def get_state(self, key: str) -> str | None:
         """Return a value the bot kept between runs."""
@@ -174,3 +192,14 @@ class Database:
                 "updated_at = excluded.updated_at",
                 (key, value, utcnow()),
             )
+
+
+async def open_database(url: str, *, target_version: int | None = None) -> Database:
+    """Open the database DATABASE_URL names (creating a SQLite file if needed) and migrate it."""
+    if dialect_of(url) == "postgres":
+        from db.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(url, target_version=target_version)
+    from db.sqlite import SqliteDatabase, sqlite_path
+
+    return await SqliteDatabase.open(sqlite_path(url), target_version=target_version)

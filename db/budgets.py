@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, overload
 
-import aiosqlite
-
-from db import Database, iso, utcnow
+from db import Connection, Database, iso, utcnow
 from db.states import ACTIVE, SPENDING, sql_list
 
 Period = Literal["day", "week", "month", "none"]
@@ -111,10 +109,9 @@ class Allowance:
         return next_period_start(self.period, moment)
 
 
-async def budget_in(conn: aiosqlite.Connection, guild_id: int) -> GuildBudget:
+async def budget_in(conn: Connection, guild_id: int) -> GuildBudget:
     """Return the server's settings inside an open transaction."""
-    async with conn.execute("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,)) as cur:
-        row = await cur.fetchone()
+    row = await conn.fetchone("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
     if row is None:
         return GuildBudget(guild_id)
     return GuildBudget(
@@ -134,7 +131,7 @@ async def budget(db: Database, guild_id: int) -> GuildBudget:
 
 
 async def allowance_in(
-    conn: aiosqlite.Connection, guild_id: int, roles: Collection[int], default_credits: int
+    conn: Connection, guild_id: int, roles: Collection[int], default_credits: int
 ) -> Allowance:
     """Return the highest allowance the member gets: the server's or one of their roles'."""
     settings = await budget_in(conn, guild_id)
@@ -146,12 +143,11 @@ async def allowance_in(
     roles = {*roles, guild_id}
     if roles:
         marks = ", ".join("?" for _ in roles)
-        async with conn.execute(
+        row = await conn.fetchone(
             "SELECT amount FROM role_allowances "  # noqa: S608 - only placeholders
             f"WHERE guild_id = ? AND role_id IN ({marks}) ORDER BY amount DESC LIMIT 1",
             (guild_id, *roles),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is not None and row["amount"] > best.amount:
             best = Allowance(row["amount"], settings.allowance_period)
     return best
@@ -166,34 +162,32 @@ async def member_allowance(
 
 
 async def spent_in(
-    conn: aiosqlite.Connection, guild_id: int | None, period: CapPeriod, moment: datetime
+    conn: Connection, guild_id: int | None, period: CapPeriod, moment: datetime
 ) -> int:
     """Return credits charged in the period holding `moment`, net of refunds (one server, or
     all when `guild_id` is None). Tasks count in the period they started in."""
     since = period_start(period, moment)
     states = sql_list(SPENDING)
-    async with conn.execute(
+    row = await conn.fetchone(
         f"SELECT COALESCE(SUM(cost), 0) FROM tasks WHERE created_at >= ? AND state IN ({states}) "  # noqa: S608 - constants only
-        "AND (? IS NULL OR guild_id = ?)",
+        "AND (CAST(? AS BIGINT) IS NULL OR guild_id = ?)",
         (iso(since), guild_id, guild_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return 0 if row is None else int(row[0])
 
 
-async def active_tasks_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> int:
+async def active_tasks_in(conn: Connection, guild_id: int, user_id: int) -> int:
     """Return how many of the member's tasks are submitted and not yet delivered or refunded."""
     states = sql_list(ACTIVE)
-    async with conn.execute(
+    row = await conn.fetchone(
         f"SELECT COUNT(*) FROM tasks WHERE guild_id = ? AND user_id = ? AND state IN ({states})",  # noqa: S608 - constants only
         (guild_id, user_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return 0 if row is None else int(row[0])
 
 
 async def _record_change(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     guild_id: int,
     actor_id: int,
     setting: str,
@@ -214,7 +208,7 @@ async def _record_change(
     )
 
 
-async def _update(conn: aiosqlite.Connection, guild_id: int, **columns: object) -> None:
+async def _update(conn: Connection, guild_id: int, **columns: object) -> None:
     await conn.execute(
         "INSERT INTO guild_settings (guild_id, updated_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (guild_id, utcnow()),
@@ -267,11 +261,10 @@ async def set_role_allowance(
 ) -> int | None:
     """Give members holding the role `amount` instead (0 removes it); return the old amount."""
     async with db.transaction() as conn:
-        async with conn.execute(
+        row = await conn.fetchone(
             "SELECT amount FROM role_allowances WHERE guild_id = ? AND role_id = ?",
             (guild_id, role_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         old = None if row is None else int(row["amount"])
         if amount == 0:
             await conn.execute(

@@ -10,9 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
-import aiosqlite
-
-from db import Database, iso, now, utcnow
+from db import Connection, Database, Row, iso, now, utcnow
 from db.budgets import Allowance, allowance_in, period_start
 
 
@@ -51,13 +49,13 @@ class LedgerEntry:
     created_at: str
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> LedgerEntry:
+    def from_row(cls, row: Row) -> LedgerEntry:
         """Build an entry from a `SELECT * FROM ledger` row."""
         return cls(**dict(row))
 
 
 async def ensure_member(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     guild_id: int,
     user_id: int,
     default_credits: int,
@@ -72,24 +70,23 @@ async def ensure_member(
     return await _settle(conn, guild_id, user_id, allowance)
 
 
-async def _settle(
-    conn: aiosqlite.Connection, guild_id: int, user_id: int, allowance: Allowance
-) -> int:
+async def _settle(conn: Connection, guild_id: int, user_id: int, allowance: Allowance) -> int:
     moment = now()
-    cursor = await conn.execute(
+    # A refill reads the balance, then writes it: a second one must wait and read after it.
+    await conn.serialize("member", guild_id, user_id)
+    inserted = await conn.execute(
         "INSERT INTO members (guild_id, user_id, balance, created_at, refilled_at) "
         "VALUES (?, ?, 0, ?, ?) ON CONFLICT DO NOTHING",
         (guild_id, user_id, iso(moment), iso(moment)),
     )
-    if cursor.rowcount == 1:
+    if inserted == 1:
         return await _apply(
             conn, guild_id, user_id, allowance.amount, LedgerReason.WELCOME, note="starting credits"
         )
-    async with conn.execute(
+    row = await conn.fetchone(
         "SELECT balance, refilled_at FROM members WHERE guild_id = ? AND user_id = ?",
         (guild_id, user_id),
-    ) as found:
-        row = await found.fetchone()
+    )
     assert row is not None
     balance = int(row["balance"])
     start = period_start(allowance.period, moment)
@@ -111,17 +108,16 @@ async def _settle(
     )
 
 
-async def balance_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> int:
+async def balance_in(conn: Connection, guild_id: int, user_id: int) -> int:
     """Return the member's balance inside an open transaction (0 for a stranger)."""
-    async with conn.execute(
+    row = await conn.fetchone(
         "SELECT balance FROM members WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return 0 if row is None else int(row["balance"])
 
 
 async def _apply(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     guild_id: int,
     user_id: int,
     delta: int,
@@ -132,12 +128,11 @@ async def _apply(
     note: str | None = None,
 ) -> int:
     """Change the balance by `delta` and append the ledger row; return the new balance."""
-    async with conn.execute(
+    row = await conn.fetchone(
         "UPDATE members SET balance = balance + ? "
         "WHERE guild_id = ? AND user_id = ? AND balance + ? >= 0 RETURNING balance",
         (delta, guild_id, user_id, delta),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         raise NotEnoughCredits(await balance_in(conn, guild_id, user_id), -delta)
     balance_after = int(row["balance"])
@@ -150,21 +145,20 @@ async def _apply(
 
 
 async def charge_task(
-    conn: aiosqlite.Connection, guild_id: int, user_id: int, task_id: str, cost: int
+    conn: Connection, guild_id: int, user_id: int, task_id: str, cost: int
 ) -> int:
     """Take a task's cost from the member; raise NotEnoughCredits when it does not fit."""
     return await _apply(conn, guild_id, user_id, -cost, LedgerReason.CHARGE, task_id=task_id)
 
 
-async def refund_task(conn: aiosqlite.Connection, task_id: str, note: str) -> int | None:
+async def refund_task(conn: Connection, task_id: str, note: str) -> int | None:
     """Give back what the task was charged, once; return the new balance, or None if done before."""
-    async with conn.execute(
+    row = await conn.fetchone(
         "SELECT guild_id, user_id, -delta AS amount FROM ledger "
         "WHERE task_id = ? AND reason = 'charge' AND NOT EXISTS "
         "(SELECT 1 FROM ledger WHERE task_id = ? AND reason = 'refund')",
         (task_id, task_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         return None
     return await _apply(
@@ -235,9 +229,9 @@ async def unexplained_balances(db: Database) -> list[tuple[int, int, int, int]]:
     rows = await db.fetchall(
         "SELECT m.guild_id, m.user_id, m.balance, COALESCE(SUM(l.delta), 0) AS total "
         "FROM members m LEFT JOIN ledger l ON l.guild_id = m.guild_id AND l.user_id = m.user_id "
-        "GROUP BY m.guild_id, m.user_id HAVING m.balance != total"
+        "GROUP BY m.guild_id, m.user_id HAVING m.balance != COALESCE(SUM(l.delta), 0)"
     )
-    return [(r["guild_id"], r["user_id"], r["balance"], r["total"]) for r in rows]
+    return [(r["guild_id"], r["user_id"], r["balance"], int(r["total"])) for r in rows]
 
 
 async def set_notify(

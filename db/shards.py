@@ -12,11 +12,9 @@ async def take_identify_slot(db: Database, *, now: float, gap: float) -> float:
     its processes; taking the slots from one row makes processes starting together queue.
     """
     async with db.transaction() as conn:
-        async with conn.execute(
-            "SELECT value FROM bot_state WHERE key = 'identify_next_at'"
-        ) as cursor:
-            row = await cursor.fetchone()
-        slot = max(now, float(row[0])) if row is not None else now
+        await conn.serialize("identify")
+        row = await conn.fetchone("SELECT value FROM bot_state WHERE key = 'identify_next_at'")
+        slot = max(now, float(row["value"])) if row is not None else now
         await conn.execute(
             "INSERT INTO bot_state (key, value, updated_at) VALUES ('identify_next_at', ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-import aiosqlite
-
-from db import Database, budgets, utcnow
+from db import Connection, Database, IntegrityError, Row, budgets, utcnow
 from db import now as current_time
 from db.credits import charge_task, ensure_member, refund_task
 from db.states import TaskState
@@ -77,9 +74,10 @@ class Task:
     ready_seconds: float | None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Task:
+    def from_row(cls, row: Row) -> Task:
         """Build a task from a `SELECT * FROM tasks` row."""
-        values = dict(row)
+        # Only the task's own columns: PostgreSQL's table also has an explicit rowid.
+        values = {field.name: row[field.name] for field in fields(cls)}
         values["sound"] = bool(values["sound"])
         values["state"] = TaskState(values["state"])
         values["image_urls"] = tuple(json.loads(values["image_urls"]))
@@ -106,34 +104,27 @@ async def reserve(
     moment can never pass a limit together. Raises a BudgetRefusal or NotEnoughCredits
     (recording nothing) when a rule says no.
     """
-    for attempt in range(3):
-        try:
-            return await _reserve(
-                db, request, new_task_id(), starting_credits, roles, max_credits_per_day
-            )
-        except sqlite3.IntegrityError as error:
-            # A fresh random id collided with an old one (rare, but ids are short).
-            if "tasks.id" not in str(error) or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def _reserve(
-    db: Database,
-    request: NewTask,
-    task_id: str,
-    starting_credits: int,
-    roles: Collection[int],
-    max_credits_per_day: int | None,
-) -> tuple[Task, int]:
     now = utcnow()
     async with db.transaction() as conn:
         await ensure_member(conn, request.guild_id, request.user_id, starting_credits, roles)
         await _check_budgets(conn, request, max_credits_per_day)
-        await conn.execute(
+        task_id = await _insert_task(conn, request, now)
+        # Raises NotEnoughCredits, rolling back the insert above.
+        balance = await charge_task(conn, request.guild_id, request.user_id, task_id, request.cost)
+        task = await _get_in(conn, task_id)
+    return task, balance
+
+
+async def _insert_task(conn: Connection, request: NewTask, now: str) -> str:
+    """Record the task under a fresh id and return the id."""
+    for _ in range(3):
+        task_id = new_task_id()
+        # A fresh random id may collide with an old one (rare, but ids are short); DO NOTHING
+        # lets the transaction go on with another id where a failed insert would abort it.
+        inserted = await conn.execute(
             "INSERT INTO tasks (id, guild_id, channel_id, user_id, prompt, aspect_ratio, duration, "
             "sound, image_urls, cost, upload_limit, state, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (
                 task_id,
                 request.guild_id,
@@ -151,15 +142,19 @@ async def _reserve(
                 now,
             ),
         )
-        # Raises NotEnoughCredits, rolling back the insert above.
-        balance = await charge_task(conn, request.guild_id, request.user_id, task_id, request.cost)
-        task = await _get_in(conn, task_id)
-    return task, balance
+        if inserted == 1:
+            return task_id
+    raise IntegrityError("three fresh task ids were all taken")
 
 
 async def _check_budgets(
-    conn: aiosqlite.Connection, request: NewTask, max_credits_per_day: int | None
+    conn: Connection, request: NewTask, max_credits_per_day: int | None
 ) -> None:
+    # Two reservations at once (two processes on PostgreSQL) check these limits one after
+    # the other: the server's after the member's (ensure_member), then all servers'.
+    await conn.serialize("server", request.guild_id)
+    if max_credits_per_day is not None:
+        await conn.serialize("all servers")
     rules = await budgets.budget_in(conn, request.guild_id)
     moment = current_time()
     active = await budgets.active_tasks_in(conn, request.guild_id, request.user_id)
@@ -185,16 +180,15 @@ async def get(db: Database, task_id: str) -> Task | None:
     return None if row is None else Task.from_row(row)
 
 
-async def _get_in(conn: aiosqlite.Connection, task_id: str) -> Task:
-    async with conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)) as cursor:
-        row = await cursor.fetchone()
+async def _get_in(conn: Connection, task_id: str) -> Task:
+    row = await conn.fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
     if row is None:
         raise LookupError(f"task {task_id} vanished")
     return Task.from_row(row)
 
 
 async def _move(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     task_id: str,
     to: TaskState,
     *,
@@ -209,11 +203,11 @@ async def _move(
         columns.setdefault("next_poll_at", None)
     assignments = ", ".join(f"{name} = ?" for name in columns)
     placeholders = ", ".join("?" for _ in allowed_from)
-    cursor = await conn.execute(
+    changed = await conn.execute(
         f"UPDATE tasks SET {assignments} WHERE id = ? AND state IN ({placeholders})",  # noqa: S608 - names are ours
         (*columns.values(), task_id, *(state.value for state in allowed_from)),
     )
-    return cursor.rowcount == 1
+    return changed == 1
 
 
 async def set_card(db: Database, task_id: str, message_id: int) -> None:
@@ -278,7 +272,8 @@ async def reschedule(db: Database, task_id: str, next_attempt_at: float) -> None
     """Set when to poll (or try delivering) the task again; a repeated poll is counted."""
     async with db.transaction() as conn:
         await conn.execute(
-            "UPDATE tasks SET poll_attempts = poll_attempts + (state = 'rendering'), "
+            "UPDATE tasks SET poll_attempts = poll_attempts "
+            "+ CASE WHEN state = 'rendering' THEN 1 ELSE 0 END, "
             "next_poll_at = ?, updated_at = ? "
             "WHERE id = ? AND state IN ('rendering', 'delivering')",
             (next_attempt_at, utcnow(), task_id),
@@ -291,15 +286,12 @@ async def begin_delivery_attempt(db: Database, task_id: str) -> int:
     An attempt above 1 means an earlier one may have posted the clip without living to
     record it, so the caller looks for that post before posting again.
     """
-    async with (
-        db.transaction() as conn,
-        conn.execute(
+    async with db.transaction() as conn:
+        row = await conn.fetchone(
             "UPDATE tasks SET delivery_attempts = delivery_attempts + 1, updated_at = ? "
             "WHERE id = ? AND state = 'delivering' RETURNING delivery_attempts",
             (utcnow(), task_id),
-        ) as cursor,
-    ):
-        row = await cursor.fetchone()
+        )
     return 0 if row is None else int(row[0])
 
 
@@ -345,10 +337,13 @@ async def mark_delivered(
 
 
 async def due(db: Database, now: float, *, limit: int, exclude: Collection[str] = ()) -> list[Task]:
-    """Return tasks whose next poll or delivery attempt has come, soonest first."""
+    """Return tasks whose next poll or delivery attempt has come, soonest (then oldest) first."""
+    # Taken before the query: a job that finishes and leaves `exclude` while the query runs
+    # (another connection, on PostgreSQL) may be read as it was before it finished.
+    exclude = frozenset(exclude)
     rows = await db.fetchall(
         "SELECT * FROM tasks WHERE state IN ('rendering', 'delivering') AND next_poll_at <= ? "
-        "ORDER BY next_poll_at LIMIT ?",
+        "ORDER BY next_poll_at, rowid LIMIT ?",
         (now, limit + len(exclude)),
     )
     tasks = [Task.from_row(row) for row in rows if row["id"] not in exclude]
@@ -357,11 +352,11 @@ async def due(db: Database, now: float, *, limit: int, exclude: Collection[str] 
 
 async def next_due_at(db: Database, *, exclude: Collection[str] = ()) -> float | None:
     """Return when the soonest poll or delivery attempt is due, leaving out tasks in hand."""
+    # PostgreSQL refuses an empty `NOT IN ()`; only placeholders are interpolated.
     placeholders = ", ".join("?" for _ in exclude)
     row = await db.fetchone(
-        # Only placeholders are interpolated.
-        "SELECT MIN(next_poll_at) FROM tasks WHERE state IN ('rendering', 'delivering') "  # noqa: S608
-        f"AND id NOT IN ({placeholders})",
+        "SELECT MIN(next_poll_at) FROM tasks WHERE state IN ('rendering', 'delivering')"  # noqa: S608
+        + (f" AND id NOT IN ({placeholders})" if exclude else ""),
         tuple(exclude),
     )
     return None if row is None or row[0] is None else float(row[0])
@@ -371,6 +366,8 @@ async def stranded_submissions(
     db: Database, *, created_before: str, exclude: Collection[str] = ()
 ) -> list[Task]:
     """Return tasks charged but never confirmed by the provider, whose submitter is gone."""
+    # `exclude` is read after the query, unlike in `due`: a submission that commits while
+    # the query runs (another connection, on PostgreSQL) has joined it by then.
     rows = await db.fetchall(
         "SELECT * FROM tasks WHERE state = 'submitting' AND created_at < ? ORDER BY created_at",
         (created_before,),
@@ -404,8 +401,9 @@ async def search(
     """Return recent tasks in the server (of one member, unless None) whose id or prompt match."""
     pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     rows = await db.fetchall(
-        "SELECT * FROM tasks WHERE guild_id = ? AND (? IS NULL OR user_id = ?) "
-        "AND (id LIKE ? ESCAPE '\\' OR prompt LIKE ? ESCAPE '\\') "
+        "SELECT * FROM tasks WHERE guild_id = ? AND (CAST(? AS BIGINT) IS NULL OR user_id = ?) "
+        # LOWER: SQLite's LIKE ignores case, PostgreSQL's does not.
+        "AND (LOWER(id) LIKE LOWER(?) ESCAPE '\\' OR LOWER(prompt) LIKE LOWER(?) ESCAPE '\\') "
         "ORDER BY created_at DESC, rowid DESC LIMIT ?",
         (guild_id, user_id, user_id, pattern, pattern, limit),
     )
@@ -455,11 +453,12 @@ async def spread_overdue(db: Database, now: float, *, per_second: float) -> int:
     means every one is scheduled at once, and the provider sees a steady, fair rate.
     """
     async with db.transaction() as conn:
-        cursor = await conn.execute(
-            "UPDATE tasks SET next_poll_at = ? + ranked.position / ? FROM ("
+        # The casts keep PostgreSQL from reading the rate as a whole number.
+        return await conn.execute(
+            "UPDATE tasks SET next_poll_at = CAST(? AS DOUBLE PRECISION) "
+            "+ ranked.position / CAST(? AS DOUBLE PRECISION) FROM ("
             "SELECT id, ROW_NUMBER() OVER (ORDER BY next_poll_at, id) - 1 AS position "
             "FROM tasks WHERE state = 'rendering' AND next_poll_at <= ?) AS ranked "
             "WHERE tasks.id = ranked.id",
             (now, per_second, now),
         )
-        return cursor.rowcount

@@ -86,7 +86,7 @@ def bot_settings(tmp_path: Path, simulator: ProviderSimulator, **overrides: Any)
         discord_token=TOKEN,
         seedance_api_key=API_KEY,
         seedance_api_base=simulator.base_url,
-        database_path=tmp_path / "bot.db",
+        database_url=f"sqlite:///{tmp_path / 'bot.db'}",
         poll_interval_seconds=0.05,
         render_timeout_seconds=30.0,
     )

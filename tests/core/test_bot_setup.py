@@ -67,9 +67,9 @@ async def test_commands_are_synced_as_the_product_defines_them(harness: Harness)
 
 
 async def test_a_second_start_with_the_same_commands_does_not_sync(
-    tmp_path: Path, fake: FakeDiscord, simulator: ProviderSimulator
+    database_url: str, tmp_path: Path, fake: FakeDiscord, simulator: ProviderSimulator
 ) -> None:
-    settings = bot_settings(tmp_path, simulator)
+    settings = bot_settings(tmp_path, simulator, database_url=database_url)
     async with running_bot(fake, simulator, settings):
         pass
     assert len(fake.calls("PUT", SYNC_GLOBAL)) == 1
@@ -79,9 +79,11 @@ async def test_a_second_start_with_the_same_commands_does_not_sync(
 
 
 async def test_a_dev_guild_gets_its_commands_on_every_start(
-    tmp_path: Path, fake: FakeDiscord, simulator: ProviderSimulator
+    database_url: str, tmp_path: Path, fake: FakeDiscord, simulator: ProviderSimulator
 ) -> None:
-    settings = bot_settings(tmp_path, simulator, dev_guild_id=fake.guild_id)
+    settings = bot_settings(
+        tmp_path, simulator, database_url=database_url, dev_guild_id=fake.guild_id
+    )
     for _ in range(2):
         async with running_bot(fake, simulator, settings):
             pass

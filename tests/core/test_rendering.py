@@ -224,9 +224,9 @@ async def test_mass_mentions_in_a_prompt_ping_nobody(harness: Harness) -> None:
 
 
 async def test_a_restart_mid_render_delivers_exactly_once(
-    tmp_path, fake: FakeDiscord, simulator: ProviderSimulator
+    database_url: str, tmp_path, fake: FakeDiscord, simulator: ProviderSimulator
 ) -> None:
-    settings = bot_settings(tmp_path, simulator)
+    settings = bot_settings(tmp_path, simulator, database_url=database_url)
     simulator.render_seconds = 0.6
     async with running_bot(fake, simulator, settings) as first:
         task_id = await generate(first)
@@ -241,9 +241,13 @@ async def test_a_restart_mid_render_delivers_exactly_once(
 
 
 async def test_a_submission_cut_off_by_a_restart_is_refunded_as_uncertain(
-    tmp_path, fake: FakeDiscord, simulator: ProviderSimulator, caplog: pytest.LogCaptureFixture
+    database_url: str,
+    tmp_path,
+    fake: FakeDiscord,
+    simulator: ProviderSimulator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = bot_settings(tmp_path, simulator)
+    settings = bot_settings(tmp_path, simulator, database_url=database_url)
     async with running_bot(fake, simulator, settings) as first:
         stranded = await charge_without_submitting(first.bot.db, fake)
         await first.bot.renderer.stop()  # the old run never gets to settle it
@@ -353,9 +357,9 @@ async def test_a_charge_whose_submitter_died_is_refunded_without_a_restart(
 
 
 async def test_a_restart_while_delivering_posts_exactly_once(
-    tmp_path, fake: FakeDiscord, simulator: ProviderSimulator
+    database_url: str, tmp_path, fake: FakeDiscord, simulator: ProviderSimulator
 ) -> None:
-    settings = bot_settings(tmp_path, simulator)
+    settings = bot_settings(tmp_path, simulator, database_url=database_url)
     simulator.render_seconds = 3600
     async with running_bot(fake, simulator, settings) as first:
         task_id = await generate(first)
@@ -485,9 +489,9 @@ async def test_polls_without_an_answer_back_off_and_teach_nothing(harness: Harne
 
 
 async def test_a_render_found_done_after_a_restart_is_learned_once(
-    tmp_path, fake: FakeDiscord, simulator: ProviderSimulator
+    database_url: str, tmp_path, fake: FakeDiscord, simulator: ProviderSimulator
 ) -> None:
-    settings = bot_settings(tmp_path, simulator)
+    settings = bot_settings(tmp_path, simulator, database_url=database_url)
     simulator.render_seconds = 60
     async with running_bot(fake, simulator, settings) as first:
         task_id = await generate(first)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core import selfcheck
-from db import Database, migrations
+from db import migrations, open_database
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
 from tests.harness import API_KEY, TOKEN, bot_settings
@@ -108,7 +108,7 @@ async def test_an_unreachable_provider_and_a_taken_port_fail(
 
 def test_database_applied_pending_and_newer(tmp_path: Path) -> None:
     async def create(target: int | None) -> None:
-        db = await Database.open(tmp_path / "bot.db", target_version=target)
+        db = await open_database(f"sqlite:///{tmp_path / 'bot.db'}", target_version=target)
         await db.close()
 
     latest = migrations()[-1][0]

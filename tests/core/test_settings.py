@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings, SettingsError
+from db.sqlite import sqlite_path
 
 REQUIRED = {"DISCORD_TOKEN": "discord-secret-token", "SEEDANCE_API_KEY": "sd-secret-key"}
 
@@ -15,7 +16,7 @@ REQUIRED = {"DISCORD_TOKEN": "discord-secret-token", "SEEDANCE_API_KEY": "sd-sec
 def test_defaults_follow_the_product_contract() -> None:
     settings = Settings.from_env(REQUIRED)
     assert settings.seedance_api_base == "https://seedance1-5pro.com/api"
-    assert settings.database_path == Path("data/seedance-bot.db")
+    assert settings.database_url == "sqlite:///data/seedance-bot.db"
     assert settings.default_credits == 260
     assert settings.poll_interval_seconds == 10
     assert settings.dev_guild_id is None and settings.max_credits_per_day is None
@@ -42,7 +43,7 @@ def test_a_missing_required_variable_is_named(missing: str, value: str | None) -
         ("DEFAULT_CREDITS", "-5", "DEFAULT_CREDITS must be at least 0"),
         ("POLL_INTERVAL_SECONDS", "0", "POLL_INTERVAL_SECONDS must be at least"),
         ("POLL_INTERVAL_SECONDS", "nan", "POLL_INTERVAL_SECONDS must be at least"),
-        ("DATABASE_URL", "postgres://x/y", "DATABASE_URL must look like sqlite:///"),
+        ("DATABASE_URL", "mysql://x/y", "DATABASE_URL must look like sqlite:///"),
         ("SEEDANCE_API_BASE", "ftp://x", "SEEDANCE_API_BASE must be an http"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
         ("DEV_GUILD_ID", "abc", "DEV_GUILD_ID must be a whole number"),
@@ -58,8 +59,8 @@ def test_malformed_values_are_refused_with_the_variable_named(
 def test_database_urls_relative_and_absolute() -> None:
     rel = Settings.from_env({**REQUIRED, "DATABASE_URL": "sqlite:///state/bot.db"})
     absolute = Settings.from_env({**REQUIRED, "DATABASE_URL": "sqlite:////var/lib/bot.db"})
-    assert rel.database_path == Path("state/bot.db")
-    assert absolute.database_path == Path("/var/lib/bot.db")
+    assert sqlite_path(rel.database_url) == Path("state/bot.db")
+    assert sqlite_path(absolute.database_url) == Path("/var/lib/bot.db")
 
 
 def test_sandbox_key_selects_the_simulator() -> None:

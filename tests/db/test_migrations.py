@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from db import Database, MigrationError, migrations
+from db import IntegrityError, MigrationError, migrations
 from db import tasks as task_store
+from db.sqlite import SqliteDatabase
 
 
 async def test_a_new_file_gets_every_migration_and_the_pragmas(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "nested" / "bot.db")
+    db = await SqliteDatabase.open(tmp_path / "nested" / "bot.db")
     try:
         assert await db.version() == migrations()[-1][0]
         journal = await db.fetchone("PRAGMA journal_mode")
@@ -34,7 +35,7 @@ async def test_a_new_file_gets_every_migration_and_the_pragmas(tmp_path: Path) -
 @pytest.mark.parametrize("start", range(len(migrations())))
 async def test_every_earlier_version_migrates_to_the_latest(tmp_path: Path, start: int) -> None:
     path = tmp_path / "bot.db"
-    old = await Database.open(path, target_version=start)
+    old = await SqliteDatabase.open(path, target_version=start)
     assert await old.version() == start
     if start >= 1:
         # Data written under the old schema survives the upgrade.
@@ -48,7 +49,7 @@ async def test_every_earlier_version_migrates_to_the_latest(tmp_path: Path, star
             )
     await old.close()
 
-    db = await Database.open(path)
+    db = await SqliteDatabase.open(path)
     try:
         assert await db.version() == migrations()[-1][0]
         if start >= 1:
@@ -59,7 +60,7 @@ async def test_every_earlier_version_migrates_to_the_latest(tmp_path: Path, star
             ledger = await db.fetchall("SELECT delta, reason FROM ledger")
             assert [(r["delta"], r["reason"]) for r in ledger] == [(5, "welcome")]
             # The rebuilt ledger is still append-only.
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            with pytest.raises(IntegrityError, match="append-only"):
                 async with db.transaction() as conn:
                     await conn.execute("DELETE FROM ledger")
         await db.set_state("k", "v")
@@ -70,8 +71,8 @@ async def test_every_earlier_version_migrates_to_the_latest(tmp_path: Path, star
 
 async def test_opening_twice_applies_nothing_again(tmp_path: Path) -> None:
     path = tmp_path / "bot.db"
-    await (await Database.open(path)).close()
-    db = await Database.open(path)
+    await (await SqliteDatabase.open(path)).close()
+    db = await SqliteDatabase.open(path)
     try:
         assert await db.version() == migrations()[-1][0]
     finally:
@@ -83,11 +84,11 @@ async def test_a_database_from_newer_code_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(MigrationError, match="newer than this code"):
-        await Database.open(path)
+        await SqliteDatabase.open(path)
 
 
 async def test_the_ledger_cannot_be_rewritten(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "bot.db")
+    db = await SqliteDatabase.open(tmp_path / "bot.db")
     try:
         async with db.transaction() as conn:
             await conn.execute(
@@ -98,7 +99,7 @@ async def test_the_ledger_cannot_be_rewritten(tmp_path: Path) -> None:
                 "VALUES (1, 2, 5, 5, 'welcome', 'x')"
             )
         for statement in ("UPDATE ledger SET delta = 500", "DELETE FROM ledger"):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            with pytest.raises(IntegrityError, match="append-only"):
                 async with db.transaction() as conn:
                     await conn.execute(statement)
         row = await db.fetchone("SELECT SUM(delta) FROM ledger")
@@ -108,7 +109,7 @@ async def test_the_ledger_cannot_be_rewritten(tmp_path: Path) -> None:
 
 
 async def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "bot.db")
+    db = await SqliteDatabase.open(tmp_path / "bot.db")
     try:
         with pytest.raises(RuntimeError):
             async with db.transaction() as conn:
@@ -127,7 +128,7 @@ async def test_a_transaction_cancelled_at_its_start_leaves_the_connection_usable
 ) -> None:
     import asyncio
 
-    db = await Database.open(tmp_path / "bot.db")
+    db = await SqliteDatabase.open(tmp_path / "bot.db")
     try:
 
         async def write() -> None:
@@ -151,7 +152,7 @@ async def test_renders_finished_before_the_bounds_were_kept_teach_nothing(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "bot.db"
-    old = await Database.open(path, target_version=6)
+    old = await SqliteDatabase.open(path, target_version=6)
     try:
         async with old.transaction() as conn:
             await conn.execute(
@@ -167,7 +168,7 @@ async def test_renders_finished_before_the_bounds_were_kept_teach_nothing(
             )
     finally:
         await old.close()
-    db = await Database.open(path)
+    db = await SqliteDatabase.open(path)
     try:
         row = await db.fetchone("SELECT running_seconds, ready_seconds FROM tasks WHERE id = 't1'")
         # Their polls were up to a minute apart: too loose to say when the render ended.

@@ -29,6 +29,7 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 @pytest.fixture
 async def live(
     tmp_path: Path,
+    database_url: str,
     fake: FakeDiscord,
     simulator: ProviderSimulator,
     request: pytest.FixtureRequest,
@@ -37,7 +38,9 @@ async def live(
     """The bot, started as bot.py starts it, connected through the fake gateway."""
     marker = request.node.get_closest_marker("settings")
     overrides = marker.kwargs if marker else {}
-    async with live_bot(fake, simulator, bot_settings(tmp_path, simulator, **overrides)) as h:
+    async with live_bot(
+        fake, simulator, bot_settings(tmp_path, simulator, database_url=database_url, **overrides)
+    ) as h:
         yield h
     if request.node.get_closest_marker("allow_errors") is None:
         logged = caplog.get_records("setup") + caplog.get_records("call") + caplog.records

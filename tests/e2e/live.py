@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from bot import open_bot
 from core.settings import Settings
+from db import Row, dialect_of
+from db.postgres import connect_options
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
 from tests.harness import API_KEY, CLIENT_OPTIONS, TOKEN, Harness
@@ -113,6 +117,8 @@ class BotProcess:
     simulator: ProviderSimulator
     database: Path
     env: dict[str, str] = field(default_factory=dict)
+    database_url: str = ""
+    """The DATABASE_URL it runs on; empty: the SQLite file `database`."""
     process: asyncio.subprocess.Process | None = None
     output: list[str] = field(default_factory=list)
 
@@ -124,7 +130,7 @@ class BotProcess:
             "DISCORD_TOKEN": TOKEN,
             "SEEDANCE_API_KEY": API_KEY,
             "SEEDANCE_API_BASE": self.simulator.base_url,
-            "DATABASE_URL": f"sqlite:///{self.database}",
+            "DATABASE_URL": self.database_url or f"sqlite:///{self.database}",
             "POLL_INTERVAL_SECONDS": "0.05",
             "FAKE_DISCORD_API": self.fake.api_base,
             "FAKE_DISCORD_BASE": self.fake.base_url,
@@ -184,16 +190,27 @@ class BotProcess:
         await self._reader
         return status
 
-    async def wait_for_state(self, *states: str, within: float = 15.0) -> sqlite3.Row:
+    async def wait_for_state(self, *states: str, within: float = 15.0) -> Row:
         """Wait until the newest task in the database is in one of `states`."""
         deadline = time.monotonic() + within
         while True:
-            row = await asyncio.to_thread(self._newest_task)
+            row = await self._newest()
             if row is not None and row["state"] in states:
                 return row
             if time.monotonic() > deadline:
                 raise AssertionError(f"the task stayed {row and row['state']}: {self.output}")
             await asyncio.sleep(0.05)
+
+    async def _newest(self) -> Row | None:
+        if dialect_of(self.database_url or "sqlite:///x") == "sqlite":
+            return await asyncio.to_thread(self._newest_task)
+        # Its own connection, beside the process's pool, as another process would read.
+        conn = await asyncpg.connect(**connect_options(self.database_url))
+        try:
+            row: Row | None = await conn.fetchrow("SELECT * FROM tasks ORDER BY rowid DESC LIMIT 1")
+            return row
+        finally:
+            await conn.close()
 
     def _newest_task(self) -> sqlite3.Row | None:
         if not self.database.exists():

@@ -49,6 +49,7 @@ async def test_health_follows_the_database_and_answers_within_a_second(
 
         # Another process holds SQLite's write lock: the bot can read but not write, so it
         # cannot charge or deliver. The real file, the real lock, no mock.
+        assert settings.database_path is not None
         blocker = sqlite3.connect(settings.database_path, timeout=0, isolation_level=None)
         with contextlib.closing(blocker):
             blocker.execute("BEGIN EXCLUSIVE")

@@ -312,12 +312,13 @@ async def test_the_requester_or_an_admin_deletes_the_post(live: LiveHarness, who
 
 
 async def test_clicks_on_a_clip_from_before_a_restart_still_work(
+    database_url: str,
     tmp_path: Path,
     fake: FakeDiscord,
     simulator: ProviderSimulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = bot_settings(tmp_path, simulator)
+    settings = bot_settings(tmp_path, simulator, database_url=database_url)
     async with live_bot(fake, simulator, settings) as before:
         task, post = await deliver(before)
     async with live_bot(fake, simulator, settings) as after:

@@ -10,6 +10,7 @@ import asyncio
 import statistics
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -47,9 +48,9 @@ async def ledger_reasons(live: LiveHarness, user_id: int | None = None) -> list[
 
 
 async def test_start_up_logs_in_syncs_once_and_gets_ready(
-    tmp_path: Path, fake: FakeDiscord, simulator: ProviderSimulator
+    database_url: str, tmp_path: Path, fake: FakeDiscord, simulator: ProviderSimulator
 ) -> None:
-    settings = bot_settings(tmp_path, simulator)
+    settings = bot_settings(tmp_path, simulator, database_url=database_url)
     async with live_bot(fake, simulator, settings) as live:
         assert live.bot.is_ready() and live.bot.get_guild(fake.guild_id) is not None
         assert fake.identify_count == 1
@@ -273,10 +274,10 @@ async def test_a_hundred_members_at_once_are_all_acknowledged_in_time(live: Live
 
 
 async def test_a_killed_process_resumes_and_posts_exactly_once(
-    tmp_path: Path, fake: FakeDiscord, simulator: ProviderSimulator
+    tmp_path: Path, database_url: str, fake: FakeDiscord, simulator: ProviderSimulator
 ) -> None:
     simulator.render_seconds = 3600  # rendering until the test says otherwise
-    process = BotProcess(fake, simulator, tmp_path / "bot.db")
+    process = BotProcess(fake, simulator, tmp_path / "bot.db", database_url=database_url)
     await process.start()
     payload = payloads.slash_command(
         fake, name="video", subcommand="generate", options={"prompt": PROMPT}
@@ -294,3 +295,5 @@ async def test_a_killed_process_resumes_and_posts_exactly_once(
     assert len(simulator.requests_to("generate")) == 1
     assert await process.terminate() == 0  # SIGTERM: a clean stop
     assert not any("Traceback" in line for line in process.output), process.output
+    password = urlsplit(database_url).password
+    assert not password or password not in "\n".join(process.output)
