@@ -360,8 +360,7 @@ async def delivery(tasks: int, scale: float, arrival_window: float, seed: int = 
                 if hasattr(renderer, "progress_every"):
                     renderer.progress_every /= scale
                 # The longest gap between polls of a rendering task (14 s) is scaled too.
-                if hasattr(renderer, "longest_gap"):
-                    renderer.longest_gap /= scale
+                live.bot.timetable.longest_gap /= scale
                 for scenario, description in DELIVERY_BATCHES:
                     slowed_down = SLOWDOWNS.count
                     mark = len(simulator.requests)

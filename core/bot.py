@@ -19,6 +19,7 @@ from core.rendering import Renderer
 from core.replies import send_private
 from core.results import DYNAMIC_ITEMS
 from core.settings import Settings
+from core.timetable import Timetable
 from db import Database
 from provider.client import SeedanceClient
 
@@ -72,6 +73,7 @@ class VideoBot(commands.Bot):
         self.settings = settings
         self.db = db
         self.provider = provider
+        self.timetable = Timetable(db, settings.poll_interval_seconds)
         self.renderer = Renderer(self)
         # The UTC day the operator was last warned that MAX_CREDITS_PER_DAY was reached.
         self.ceiling_warned_on: date | None = None

@@ -78,7 +78,7 @@ async def start(
 
     # From here on the member has paid: whatever goes wrong before the provider has the
     # task must give the credits back now, not at the next restart.
-    bot.renderer.submitting.add(task.id)
+    bot.timetable.submitting.add(task.id)
     state = TaskState.REJECTED  # until the provider is called, it has heard of nothing
     try:
         await _show_card(bot, interaction, task, balance_left)
@@ -97,7 +97,7 @@ async def start(
         log.exception("Starting task %s failed; its credits were refunded", task.id)
         raise UserFacingError(texts.start_failed(cost=task.cost, balance=balance)) from None
     finally:
-        bot.renderer.submitting.discard(task.id)
+        bot.timetable.submitting.discard(task.id)
 
 
 def refusal_for(error: provider_errors.ProviderError) -> tuple[TaskState, str]:
@@ -184,7 +184,7 @@ async def _submit(
 ) -> None:
     # Worked out before the provider hears of the task: once it has answered, nothing may
     # fail before the id it gave is recorded, or a task it bills for would be lost.
-    first_poll_delay = await bot.renderer.first_poll_delay(task.duration, task.sound)
+    first_poll_delay = await bot.timetable.first_poll_delay(task.duration, task.sound)
     try:
         provider_task_id = await bot.provider.generate(request)
     except provider_errors.ProviderError as error:
@@ -200,7 +200,7 @@ async def _submit(
             # The refund stands; the card already says so and /video status shows why.
             log.info("Could not tell the member why task %s did not start", task.id)
         return
-    first_poll = bot.renderer.clock() + first_poll_delay
+    first_poll = bot.timetable.clock() + first_poll_delay
     if not await task_store.mark_rendering(
         bot.db, task.id, provider_task_id, next_poll_at=first_poll
     ):
@@ -214,7 +214,7 @@ async def _submit(
         return
     log.info("Task %s submitted as provider task %s", task.id, provider_task_id)
     await _edit_card(bot, interaction, task.id, balance_left)
-    bot.renderer.wake()
+    bot.timetable.wake()
 
 
 async def _edit_card(

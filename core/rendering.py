@@ -8,12 +8,9 @@ Everything it needs lives in the database, so a restart resumes where the last r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import tempfile
 import time
-from collections import deque
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,15 +22,7 @@ from core.cards import IN_CHANNEL, message_url, progress_text, quote, task_card
 from core.generation import DEFAULT_UPLOAD_LIMIT
 from core.members import NO_MENTIONS, requester_only
 from core.results import result_view
-from core.schedule import (
-    LONGEST_GAP_SECONDS,
-    Expectation,
-    PollSchedule,
-    Preset,
-    Render,
-    expect,
-    learned,
-)
+from core.schedule import Expectation
 from db import credits, iso, now, utcnow
 from db import tasks as task_store
 from db.states import TaskState
@@ -58,9 +47,6 @@ TOO_LARGE_CODE = 40005
 # edited at most once per gap, which keeps many renders far from Discord's rate limits.
 PROGRESS_EVERY_SECONDS = 15.0
 PROGRESS_GAP_SECONDS = 1.0
-# How many of each preset's latest renders the schedule learns from: recent enough to follow
-# the provider's speed as it changes, enough to see the spread.
-RENDERS_PER_PRESET = 20
 # Polls and deliveries in flight at once: bounds the provider calls, downloads and uploads.
 CONCURRENCY = 8
 
@@ -70,12 +56,9 @@ class Renderer:
 
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
-        # Tests and the benchmark change these on a running bot.
-        self.clock: Callable[[], float] = time.time
+        self.timetable = bot.timetable
+        # Tests and the benchmark change this on a running bot.
         self.concurrency = CONCURRENCY
-        # Task ids whose /video generate is still talking to the provider in this process.
-        self.submitting: set[str] = set()
-        self._wake = asyncio.Event()
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -88,10 +71,6 @@ class Renderer:
         self.progress_gap = PROGRESS_GAP_SECONDS
         self._progress_shown: dict[str, float] = {}
         self._progress_waiting: dict[str, float] = {}
-        # Each preset's latest renders, read once from the database, then kept up to date.
-        self._renders: dict[Preset, deque[Render]] | None = None
-        self._loading = asyncio.Lock()
-        self.longest_gap = LONGEST_GAP_SECONDS
         self._next_progress_edit = 0.0
 
     @property
@@ -116,7 +95,7 @@ class Renderer:
     async def stop(self) -> None:
         """Stop the loop and give the polls and deliveries in flight a moment to finish."""
         self._stopping = True
-        self.wake()
+        self.timetable.wake()
         if self._runner is not None:
             done, _ = await asyncio.wait([self._runner], timeout=STOP_GRACE_SECONDS)
             if not done:
@@ -132,103 +111,39 @@ class Renderer:
                 job.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def wake(self) -> None:
-        """Look for due work now (a task was just submitted or finished a step)."""
-        self._wake.set()
-
-    def interval(self, attempts: int) -> float:
-        """Return the gap before retrying after an error: growing from the poll interval."""
-        base = self.bot.settings.poll_interval_seconds
-        return float(min(base * 1.5**attempts, base * 6))
-
-    @property
-    def schedule(self) -> PollSchedule:
-        """The rules for the gaps between polls, with this bot's shortest gap."""
-        return PollSchedule(self.bot.settings.poll_interval_seconds, self.longest_gap)
-
-    async def expectation(self, duration: int, sound: bool) -> Expectation | None:
-        """Return what finished renders say about one of this preset."""
-        return expect(await self._learned_renders(), (duration, sound))
-
-    async def _learned_renders(self) -> dict[Preset, deque[Render]]:
-        """Each preset's latest renders: read from the database once, then kept up to date."""
-        async with self._loading:
-            if self._renders is None:
-                renders: dict[Preset, deque[Render]] = {}
-                found = await task_store.recent_renders(self.bot.db, per_preset=RENDERS_PER_PRESET)
-                # Oldest first, so that each preset's deque ends with its newest render.
-                for render in reversed(found):
-                    preset = (render.duration, render.sound)
-                    self._remember(renders, preset, render.running_seconds, render.ready_seconds)
-                self._renders = renders
-            return self._renders
-
-    def _remember(
-        self,
-        renders: dict[Preset, deque[Render]],
-        preset: Preset,
-        running: float | None,
-        ready: float,
-    ) -> None:
-        render = learned(running, ready, self.schedule)
-        if render is not None:
-            renders.setdefault(preset, self._new_renders()).append(render)
-
-    @staticmethod
-    def _new_renders() -> deque[Render]:
-        return deque(maxlen=RENDERS_PER_PRESET)
-
-    async def _what_it_teaches(self, task: Task, ready: float) -> Render | None:
-        """Return what a render just found done teaches, or None when it teaches nothing.
-
-        One that no answered poll saw running is trusted only when its very first poll found
-        it done, and on time: after polls that got no answer, or a first poll held back (a
-        restart, a queue), its end could lie anywhere before.
-        """
-        if task.running_seconds is None:
-            planned = self.schedule.first(await self.expectation(task.duration, task.sound))
-            if task.poll_attempts > 0 or ready - planned > self.schedule.widest_gap:
-                return None
-        return learned(task.running_seconds, ready, self.schedule)
-
-    async def first_poll_delay(self, duration: int, sound: bool) -> float:
-        """Return when to poll a new task first: when renders of its preset start ending."""
-        return self.schedule.first(await self.expectation(duration, sound))
-
     def _elapsed(self, task: Task) -> float:
         """Seconds since the provider accepted the task (or since it was charged)."""
         started = task.submitted_at or task.created_at
-        return self.clock() - datetime.fromisoformat(started).timestamp()
+        return self.timetable.clock() - datetime.fromisoformat(started).timestamp()
 
     async def _run(self) -> None:
         try:
             # Tasks that came due while the bot was down are staggered at the provider's
             # pace (with room left for new submissions), oldest first.
             spread = await task_store.spread_overdue(
-                self.bot.db, self.clock(), per_second=0.8 * self.bot.settings.provider_max_rps
+                self.bot.db,
+                self.timetable.clock(),
+                per_second=0.8 * self.bot.settings.provider_max_rps,
             )
             if spread:
                 log.info("Resuming %d rendering tasks that came due while stopped", spread)
         except Exception:
             log.exception("Could not stagger the overdue tasks; polling them as they come")
         while not self._stopping:
-            self._wake.clear()
+            self.timetable.forget_wakes()
             try:
                 delay = await self.tick()
             except Exception:
                 # A broken tick must not end polling for every task: log it and go on.
                 delay = self.bot.settings.poll_interval_seconds
                 log.exception("The poller's tick failed; trying again in %.2f s", delay)
-            # stop() sets the wake event too, so a stop during the tick ends this wait at once.
-            # asyncio.timeout, unlike wait_for on 3.11, never swallows a cancellation.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            # stop() wakes the timetable too, so a stop during the tick ends this wait at once.
+            await self.timetable.wait(delay)
 
     async def tick(self) -> float:
         """Start work on due tasks while there is room; return how long to sleep."""
         db = self.bot.db
-        moment = self.clock()
+        moment = self.timetable.clock()
         sweeping = self._sweep is not None and not self._sweep.done()
         if moment >= self._last_sweep + self.sweep_every and not sweeping:
             # Each refund tells the member on Discord; after a crash there can be many, and
@@ -244,10 +159,10 @@ class Renderer:
         if len(self._in_flight) >= self.concurrency:
             return MAX_IDLE_SECONDS
         next_due = await task_store.next_due_at(db, exclude=self._in_flight)
-        until_sweep = self._last_sweep + self.sweep_every - self.clock()
+        until_sweep = self._last_sweep + self.sweep_every - self.timetable.clock()
         if next_due is None:
             return max(0.0, min(until_sweep, MAX_IDLE_SECONDS))
-        return max(0.0, min(next_due - self.clock(), until_sweep, MAX_IDLE_SECONDS))
+        return max(0.0, min(next_due - self.timetable.clock(), until_sweep, MAX_IDLE_SECONDS))
 
     async def _handle(self, task: Task) -> None:
         # `task` is the row `due()` just read; no other job touches it while it is in flight.
@@ -265,13 +180,15 @@ class Renderer:
                     await self._time_out(task)
                 else:
                     await task_store.reschedule(
-                        self.bot.db, task.id, self.clock() + self.interval(attempts)
+                        self.bot.db,
+                        task.id,
+                        self.timetable.clock() + self.timetable.interval(attempts),
                     )
             except Exception:
                 log.exception("Could not reschedule task %s", task.id)
         finally:
             self._in_flight.pop(task.id, None)
-            self.wake()
+            self.timetable.wake()
 
     async def _sweep_stranded(self) -> None:
         try:
@@ -284,7 +201,7 @@ class Renderer:
         cutoff = now() - timedelta(seconds=self.stranded_after)
         created_before = max(self._started_at, iso(cutoff))
         stranded = await task_store.stranded_submissions(
-            self.bot.db, created_before=created_before, exclude=self.submitting
+            self.bot.db, created_before=created_before, exclude=self.timetable.submitting
         )
         for task in stranded:
             log.warning(
@@ -320,20 +237,16 @@ class Renderer:
         elif status is not None and status.is_success:
             # A clip that finished is delivered even past the time limit: it was paid for.
             ready = self._elapsed(task)
-            # Read what is learned before this render is recorded, or a first read would
-            # find it in the database and it would be counted twice.
-            renders = await self._learned_renders()
-            render = await self._what_it_teaches(task, ready)
+            render = await self.timetable.what_it_teaches(task, ready)
             if await task_store.mark_delivering(
                 self.bot.db,
                 task.id,
                 status.response_urls,
                 ready_seconds=None if render is None else ready,
-                next_poll_at=self.clock(),
+                next_poll_at=self.timetable.clock(),
             ):
                 if render is not None:
-                    kept = renders.setdefault((task.duration, task.sound), self._new_renders())
-                    kept.append(render)
+                    self.timetable.learn((task.duration, task.sound), render)
                 delivering = await task_store.get(self.bot.db, task.id)
                 assert delivering is not None
                 await self.deliver(delivering)
@@ -342,21 +255,24 @@ class Renderer:
         elif status is None:
             # No answer: nothing learned about the render, and the next try waits longer.
             elapsed = self._elapsed(task)
-            expected = await self.expectation(task.duration, task.sound)
+            expected = await self.timetable.expectation(task.duration, task.sound)
             # Silent since the last answer, or since the first poll was due.
             last_heard = task.running_seconds
             if last_heard is None:
-                last_heard = self.schedule.first(expected)
-            gap = self.schedule.after_error(elapsed, max(0.0, elapsed - last_heard), expected)
-            await task_store.reschedule(self.bot.db, task.id, self.clock() + gap)
+                last_heard = self.timetable.schedule.first(expected)
+            gap = self.timetable.schedule.after_error(
+                elapsed, max(0.0, elapsed - last_heard), expected
+            )
+            await task_store.reschedule(self.bot.db, task.id, self.timetable.clock() + gap)
         else:
             elapsed = self._elapsed(task)
-            expected = await self.expectation(task.duration, task.sound)
+            expected = await self.timetable.expectation(task.duration, task.sound)
             await task_store.still_running(
                 self.bot.db,
                 task.id,
                 running_seconds=elapsed,
-                next_poll_at=self.clock() + self.schedule.next(elapsed, expected),
+                next_poll_at=self.timetable.clock()
+                + self.timetable.schedule.next(elapsed, expected),
             )
             await self._show_progress(task, elapsed, expected)
 
@@ -480,7 +396,9 @@ class Renderer:
             log.info("Could not DM the requester of task %s: %s", task.id, error)
 
     async def _retry_later(self, task: Task, attempt: int) -> None:
-        await task_store.reschedule(self.bot.db, task.id, self.clock() + self.interval(attempt))
+        await task_store.reschedule(
+            self.bot.db, task.id, self.timetable.clock() + self.timetable.interval(attempt)
+        )
 
     async def _find_earlier_post(self, task: Task) -> discord.Message | None:
         """Look in the channel for a clip post an interrupted attempt made but never recorded."""

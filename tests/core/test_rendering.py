@@ -347,7 +347,7 @@ async def test_a_charge_whose_submitter_died_is_refunded_without_a_restart(
     harness.bot.renderer.sweep_every = 0.05
     fake = harness.fake
     stranded = await charge_without_submitting(harness.bot.db, fake)
-    harness.bot.renderer.wake()
+    harness.bot.timetable.wake()
     await harness.wait_for_task(stranded.id, "uncertain", within=3)
     assert await harness.balance() == 260
 
@@ -454,7 +454,7 @@ async def test_tasks_due_together_are_polled_in_turn(harness: Harness) -> None:
     # All due at the same moment, so no tick starts on the first ones early.
     async with harness.bot.db.transaction() as conn:
         await conn.execute("UPDATE tasks SET next_poll_at = 0 WHERE state = 'rendering'")
-    harness.bot.renderer.wake()
+    harness.bot.timetable.wake()
     deadline = asyncio.get_running_loop().time() + 10
     while len(simulator.requests_to("status")) < 48:
         assert asyncio.get_running_loop().time() < deadline, "the poller stalled"
@@ -480,7 +480,7 @@ async def test_polls_without_an_answer_back_off_and_teach_nothing(harness: Harne
     # The clip was found long after it was ready, and no answer said "still running" before:
     # when it ended is unknown, so nothing is learned from it.
     assert task.running_seconds is None and task.ready_seconds is None
-    assert await harness.bot.renderer.expectation(5, False) is None
+    assert await harness.bot.timetable.expectation(5, False) is None
     assert len(clip_posts(harness.fake, harness.fake.channel_id)) == 1
 
 
@@ -504,10 +504,10 @@ async def test_a_render_found_done_after_a_restart_is_learned_once(
         assert task.running_seconds is not None and task.ready_seconds is not None
         # The first read of what is learned happens before this render is recorded, so it
         # is not also read back from the database.
-        renderer = second.bot.renderer
-        once = learned(task.running_seconds, task.ready_seconds, renderer.schedule)
+        timetable = second.bot.timetable
+        once = learned(task.running_seconds, task.ready_seconds, timetable.schedule)
         assert once is not None
-        assert await renderer.expectation(5, False) == expect({(5, False): [once]}, (5, False))
+        assert await timetable.expectation(5, False) == expect({(5, False): [once]}, (5, False))
 
 
 async def test_a_render_first_polled_long_after_it_was_due_teaches_nothing(
@@ -525,10 +525,10 @@ async def test_a_render_first_polled_long_after_it_was_due_teaches_nothing(
             "UPDATE tasks SET submitted_at = ?, next_poll_at = 0 WHERE id = ?",
             (iso(now() - timedelta(seconds=100)), task.id),
         )
-    harness.bot.renderer.wake()
+    harness.bot.timetable.wake()
     done = await harness.wait_for_task(task.id, "done")
     assert done.running_seconds is None and done.ready_seconds is None
-    assert await harness.bot.renderer.expectation(5, False) is None
+    assert await harness.bot.timetable.expectation(5, False) is None
 
 
 @pytest.mark.allow_errors
@@ -554,7 +554,7 @@ async def test_when_polls_cannot_be_planned_the_provider_never_hears_of_the_task
     async def broken(duration: int, sound: bool) -> float:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(harness.bot.renderer, "first_poll_delay", broken)
+    monkeypatch.setattr(harness.bot.timetable, "first_poll_delay", broken)
     await harness.run("generate", options={"prompt": PROMPT})
     [task] = await harness.tasks()
     task = await harness.wait_for_task(task.id, "uncertain", "rejected", "failed")
