@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import generation, texts
+from core import texts
 from core.cards import prices_text, quote, refill_text, status_line, task_card
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
@@ -150,8 +150,7 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             image_urls.append(check_image_attachment(image))
         if image_url is not None:
             image_urls.append(check_image_url(image_url))
-        await generation.start(
-            self.bot,
+        await self.bot.starter.start(
             interaction,
             GenerationRequest(
                 prompt=text,
@@ -279,7 +278,7 @@ class AnimateModal(discord.ui.Modal, title=texts.ANIMATE_TITLE):
                 sound=sound,
                 image_urls=(self.image_url,),
             )
-            await generation.start(self.bot, interaction, request)
+            await self.bot.starter.start(interaction, request)
         except UserFacingError as refusal:
             await send_private(interaction, refusal.message)
 

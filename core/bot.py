@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import date
 from typing import Any
 
 import discord
@@ -14,6 +13,7 @@ from discord.ext import commands
 
 from core import texts
 from core.errors import UserFacingError
+from core.generation import Starter
 from core.members import NO_MENTIONS
 from core.rendering import Renderer
 from core.replies import send_private
@@ -74,9 +74,8 @@ class VideoBot(commands.Bot):
         self.db = db
         self.provider = provider
         self.timetable = Timetable(db, settings.poll_interval_seconds)
+        self.starter = Starter(db, provider, settings, self.timetable)
         self.renderer = Renderer(self)
-        # The UTC day the operator was last warned that MAX_CREDITS_PER_DAY was reached.
-        self.ceiling_warned_on: date | None = None
 
     async def setup_hook(self) -> None:
         """Register result buttons, load the extensions, log the invite link, sync commands."""
