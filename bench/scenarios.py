@@ -354,11 +354,9 @@ async def delivery(tasks: int, scale: float, arrival_window: float, seed: int = 
                 default_credits=100_000,
             )
             async with live_bot(fake, simulator, settings, client_options(scale)) as live:
-                renderer = live.bot.renderer
                 # A card's elapsed time is shown every 15 s: scaled. The one-edit-per-second
                 # gap across all cards stays real, so Discord sees production's edit rate.
-                if hasattr(renderer, "progress_every"):
-                    renderer.progress_every /= scale
+                live.bot.renderer.delivery.progress_every /= scale
                 # The longest gap between polls of a rendering task (14 s) is scaled too.
                 live.bot.timetable.longest_gap /= scale
                 for scenario, description in DELIVERY_BATCHES:

@@ -207,8 +207,8 @@ async def test_a_repeated_delivery_posts_once(harness: Harness) -> None:
     delivering = await task_store.get(harness.bot.db, task_id)
     assert delivering is not None
     # The first attempt posts; run the step again from the same (now stale) row.
-    await harness.bot.renderer.deliver(delivering)
-    await harness.bot.renderer.deliver(delivering)
+    await harness.bot.renderer.delivery.deliver(delivering)
+    await harness.bot.renderer.delivery.deliver(delivering)
     assert len(clip_posts(harness.fake, harness.fake.channel_id)) == 1
     done = await task_store.get(harness.bot.db, task_id)
     assert done is not None and done.state is TaskState.DONE

@@ -501,8 +501,8 @@ def progress_edits(fake: FakeDiscord, task: Task) -> list[tuple[Recorded, str]]:
 async def test_the_card_shows_progress_calmly_with_the_usual_time(live: LiveHarness) -> None:
     fake = live.fake
     every = 0.2
-    live.bot.renderer.progress_every = every
-    live.bot.renderer.progress_gap = 0.05
+    live.bot.renderer.delivery.progress_every = every
+    live.bot.renderer.delivery.progress_gap = 0.05
     live.simulator.render_seconds = 0.9
 
     first, _ = await deliver(live)
@@ -535,8 +535,8 @@ async def test_the_card_shows_progress_calmly_with_the_usual_time(live: LiveHarn
 async def test_progress_edits_across_cards_keep_a_gap(live: LiveHarness) -> None:
     fake = live.fake
     gap = 0.25
-    live.bot.renderer.progress_every = 0.05
-    live.bot.renderer.progress_gap = gap
+    live.bot.renderer.delivery.progress_every = 0.05
+    live.bot.renderer.delivery.progress_gap = gap
     live.simulator.render_seconds = 1.0
     other = int(fake.add_user(username="friend")["id"])
     await asyncio.gather(
@@ -725,10 +725,10 @@ async def test_a_clip_delivered_by_dm_can_be_deleted_but_not_rerolled_there(
 async def test_every_card_rendering_at_once_shows_progress(live: LiveHarness) -> None:
     fake = live.fake
     # The production ratio: a card at most every 15 s, any card at most every 1 s.
-    live.bot.renderer.progress_every = 0.2
+    live.bot.renderer.delivery.progress_every = 0.2
     # Almost a whole period: the two cards fit in one only if the slot goes to the longest
     # waiter, not to whichever card is polled first.
-    live.bot.renderer.progress_gap = 0.19
+    live.bot.renderer.delivery.progress_gap = 0.19
     live.simulator.render_seconds = 1.2
     other = int(fake.add_user(username="friend")["id"])
     await asyncio.gather(
