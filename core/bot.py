@@ -15,7 +15,7 @@ from core import texts
 from core.errors import UserFacingError
 from core.generation import Starter
 from core.members import NO_MENTIONS
-from core.rendering import Renderer
+from core.polling import Renderer
 from core.replies import send_private
 from core.results import DYNAMIC_ITEMS
 from core.settings import Settings
