@@ -68,7 +68,7 @@ async def run(settings: Settings) -> None:
         closing: set[asyncio.Task[None]] = set()
 
         def stop() -> None:
-            # close() lets the renderer finish its step before the database closes.
+            # close() lets the poller finish its step before the database closes.
             job = asyncio.create_task(bot.close())
             closing.add(job)
             job.add_done_callback(closing.discard)

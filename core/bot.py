@@ -15,7 +15,6 @@ from core import texts
 from core.errors import UserFacingError
 from core.generation import Starter
 from core.members import NO_MENTIONS
-from core.polling import Renderer
 from core.replies import send_private
 from core.results import DYNAMIC_ITEMS
 from core.settings import Settings
@@ -75,7 +74,6 @@ class VideoBot(commands.Bot):
         self.provider = provider
         self.timetable = Timetable(db, settings.poll_interval_seconds)
         self.starter = Starter(db, provider, settings, self.timetable)
-        self.renderer = Renderer(self)
 
     async def setup_hook(self) -> None:
         """Register result buttons, load the extensions, log the invite link, sync commands."""

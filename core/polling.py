@@ -1,4 +1,4 @@
-"""The poller and the delivery: one loop that follows every task to its end.
+"""The poller: one loop that follows every task to its end.
 
 One owned asyncio task reads the due tasks from an indexed query, works on at most
 `concurrency` of them at once, and sleeps until the next one is due or something wakes it.
@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from core import texts
 from core.delivery import Delivery
-from db import iso, now, utcnow
+from core.settings import Settings
+from core.timetable import Timetable
+from db import Database, iso, now, utcnow
 from db import tasks as task_store
 from db.states import TaskState
 from db.tasks import Task
+from provider.client import SeedanceClient
 from provider.errors import ProviderError
-
-if TYPE_CHECKING:
-    from core.bot import VideoBot
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +34,22 @@ STOP_GRACE_SECONDS = 10.0
 CONCURRENCY = 8
 
 
-class Renderer:
-    """Polls rendering tasks, delivers finished clips and refunds the ones that cannot succeed."""
+class Poller:
+    """Polls rendering tasks, has finished clips delivered, refunds those that cannot succeed."""
 
-    def __init__(self, bot: VideoBot) -> None:
-        self.bot = bot
-        self.timetable = bot.timetable
-        self.delivery = Delivery(bot, bot.db, bot.provider, bot.timetable)
+    def __init__(
+        self,
+        db: Database,
+        provider: SeedanceClient,
+        settings: Settings,
+        timetable: Timetable,
+        delivery: Delivery,
+    ) -> None:
+        self.db = db
+        self.provider = provider
+        self.settings = settings
+        self.timetable = timetable
+        self.delivery = delivery
         # Tests and the benchmark change this on a running bot.
         self.concurrency = CONCURRENCY
         self._stopping = False
@@ -70,7 +78,7 @@ class Renderer:
         self._stopping = False
         self._started_at = utcnow()
         self._last_sweep = float("-inf")
-        self._runner = asyncio.create_task(self._run(), name="video-renderer")
+        self._runner = asyncio.create_task(self._run(), name="video-poller")
 
     async def stop(self) -> None:
         """Stop the loop and give the polls and deliveries in flight a moment to finish."""
@@ -101,9 +109,9 @@ class Renderer:
             # Tasks that came due while the bot was down are staggered at the provider's
             # pace (with room left for new submissions), oldest first.
             spread = await task_store.spread_overdue(
-                self.bot.db,
+                self.db,
                 self.timetable.clock(),
-                per_second=0.8 * self.bot.settings.provider_max_rps,
+                per_second=0.8 * self.settings.provider_max_rps,
             )
             if spread:
                 log.info("Resuming %d rendering tasks that came due while stopped", spread)
@@ -115,14 +123,14 @@ class Renderer:
                 delay = await self.tick()
             except Exception:
                 # A broken tick must not end polling for every task: log it and go on.
-                delay = self.bot.settings.poll_interval_seconds
+                delay = self.settings.poll_interval_seconds
                 log.exception("The poller's tick failed; trying again in %.2f s", delay)
             # stop() wakes the timetable too, so a stop during the tick ends this wait at once.
             await self.timetable.wait(delay)
 
     async def tick(self) -> float:
         """Start work on due tasks while there is room; return how long to sleep."""
-        db = self.bot.db
+        db = self.db
         moment = self.timetable.clock()
         sweeping = self._sweep is not None and not self._sweep.done()
         if moment >= self._last_sweep + self.sweep_every and not sweeping:
@@ -160,7 +168,7 @@ class Renderer:
                     await self._time_out(task)
                 else:
                     await task_store.reschedule(
-                        self.bot.db,
+                        self.db,
                         task.id,
                         self.timetable.clock() + self.timetable.interval(attempts),
                     )
@@ -181,7 +189,7 @@ class Renderer:
         cutoff = now() - timedelta(seconds=self.stranded_after)
         created_before = max(self._started_at, iso(cutoff))
         stranded = await task_store.stranded_submissions(
-            self.bot.db, created_before=created_before, exclude=self.timetable.submitting
+            self.db, created_before=created_before, exclude=self.timetable.submitting
         )
         for task in stranded:
             log.warning(
@@ -200,7 +208,7 @@ class Renderer:
         """Ask the provider about one rendering task and act on the answer."""
         assert task.provider_task_id is not None
         try:
-            status = await self.bot.provider.status(task.provider_task_id)
+            status = await self.provider.status(task.provider_task_id)
         except ProviderError as error:
             log.warning("Polling task %s failed (%s); trying again later", task.id, error)
             status = None
@@ -219,7 +227,7 @@ class Renderer:
             ready = self._elapsed(task)
             render = await self.timetable.what_it_teaches(task, ready)
             if await task_store.mark_delivering(
-                self.bot.db,
+                self.db,
                 task.id,
                 status.response_urls,
                 ready_seconds=None if render is None else ready,
@@ -227,7 +235,7 @@ class Renderer:
             ):
                 if render is not None:
                     self.timetable.learn((task.duration, task.sound), render)
-                delivering = await task_store.get(self.bot.db, task.id)
+                delivering = await task_store.get(self.db, task.id)
                 assert delivering is not None
                 await self.delivery.deliver(delivering)
         elif self._rendering_too_long(task):
@@ -243,12 +251,12 @@ class Renderer:
             gap = self.timetable.schedule.after_error(
                 elapsed, max(0.0, elapsed - last_heard), expected
             )
-            await task_store.reschedule(self.bot.db, task.id, self.timetable.clock() + gap)
+            await task_store.reschedule(self.db, task.id, self.timetable.clock() + gap)
         else:
             elapsed = self._elapsed(task)
             expected = await self.timetable.expectation(task.duration, task.sound)
             await task_store.still_running(
-                self.bot.db,
+                self.db,
                 task.id,
                 running_seconds=elapsed,
                 next_poll_at=self.timetable.clock()
@@ -257,7 +265,7 @@ class Renderer:
             await self.delivery.show_progress(task, elapsed, expected)
 
     async def _time_out(self, task: Task) -> None:
-        minutes = self.bot.settings.render_timeout_seconds / 60
+        minutes = self.settings.render_timeout_seconds / 60
         await self._refund(
             task,
             TaskState.TIMED_OUT,
@@ -266,13 +274,13 @@ class Renderer:
         )
 
     def _rendering_too_long(self, task: Task) -> bool:
-        return self._elapsed(task) > self.bot.settings.render_timeout_seconds
+        return self._elapsed(task) > self.settings.render_timeout_seconds
 
     async def _refund(
         self, task: Task, to: TaskState, reason: str, *, allowed_from: tuple[TaskState, ...]
     ) -> None:
         balance = await task_store.finish_with_refund(
-            self.bot.db, task.id, to, reason, allowed_from=allowed_from
+            self.db, task.id, to, reason, allowed_from=allowed_from
         )
         if balance is None:
             return  # finished elsewhere, or already refunded

@@ -44,7 +44,7 @@ REFUSED = "Only members with the Manage Server permission can use `/video-admin`
 class Clock:
     """The moment the bot's budget periods and timestamps see: real time moved by an offset.
 
-    Time keeps running (the renderer polls on it); tests jump it to a chosen moment.
+    Time keeps running (the poller polls on it); tests jump it to a chosen moment.
     """
 
     def __init__(self, moment: datetime) -> None:
