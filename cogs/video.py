@@ -13,10 +13,10 @@ from discord.ext import commands
 
 from core import texts
 from core.cards import prices_text, quote, refill_text, status_line, task_card
+from core.clip_buttons import result_view
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
 from core.replies import answer_failure, send_private
-from core.results import result_view
 from core.validation import (
     IMAGE_TYPES,
     check_image_attachment,

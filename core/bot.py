@@ -12,11 +12,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import texts
+from core.clip_buttons import DYNAMIC_ITEMS
 from core.errors import UserFacingError
 from core.generation import Starter
 from core.members import NO_MENTIONS
 from core.replies import send_private
-from core.results import DYNAMIC_ITEMS
 from core.settings import Settings
 from core.timetable import Timetable
 from db import Database

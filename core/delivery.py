@@ -15,9 +15,9 @@ import discord
 
 from core import texts
 from core.cards import IN_CHANNEL, message_url, progress_text, quote, task_card
+from core.clip_buttons import result_view
 from core.generation import DEFAULT_UPLOAD_LIMIT
 from core.members import NO_MENTIONS, requester_only
-from core.results import result_view
 from core.schedule import Expectation
 from core.timetable import Timetable
 from db import Database, credits
