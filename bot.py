@@ -76,7 +76,7 @@ async def run(settings: Settings) -> None:
         closed = asyncio.Event()
 
         async def close() -> None:
-            # close() lets the renderer finish its step before the database closes.
+            # close() lets the poller finish its step before the database closes.
             await bot.close()
             closed.set()
 

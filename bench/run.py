@@ -181,7 +181,7 @@ the bot as `bot.py` builds it (`open_bot`), started over the fake gateway as
   two tasks each, with their welcome and charge ledger rows, shaped as `reserve` + `set_card`
   + `mark_rendering` leave them), the simulator answering IN_PROGRESS for all.
   *Tick*: a logged-in bot (`open_bot` + `login`, as `tests/harness.py` does), its loop stopped,
-  `renderer.tick()` called 200 times with every task due in a day; CPU is `time.process_time()`
+  `poller.tick()` called 200 times with every task due in a day; CPU is `time.process_time()`
   (all threads, so the SQLite thread too). *Memory* and *restart*: `python bot.py` as a child
   process (`tests/e2e/launch.py` via `BotProcess`) on that database with every task due now;
   memory is its VmRSS with the tasks in flight and its VmHWM (peak). "Picked up" counts tasks

@@ -32,12 +32,14 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
 import provider.client as client_module
 from bot import open_bot
+from cogs.rendering import Rendering
+from core.bot import VideoBot
 from core.settings import Settings
 from db import iso
 from db.sqlite import SqliteDatabase
@@ -355,14 +357,11 @@ async def delivery(tasks: int, scale: float, arrival_window: float, seed: int = 
                 default_credits=100_000,
             )
             async with live_bot(fake, simulator, settings, client_options(scale)) as live:
-                renderer = live.bot.renderer
                 # A card's elapsed time is shown every 15 s: scaled. The one-edit-per-second
                 # gap across all cards stays real, so Discord sees production's edit rate.
-                if hasattr(renderer, "progress_every"):
-                    renderer.progress_every /= scale
+                rendering(live.bot).delivery.progress_every /= scale
                 # The longest gap between polls of a rendering task (14 s) is scaled too.
-                if hasattr(renderer, "longest_gap"):
-                    renderer.longest_gap /= scale
+                live.bot.timetable.longest_gap /= scale
                 for scenario, description in DELIVERY_BATCHES:
                     slowed_down = SLOWDOWNS.count
                     mark = len(simulator.requests)
@@ -854,10 +853,18 @@ async def restart(
     )
 
 
+def rendering(bot: VideoBot) -> Rendering:
+    """The extension that polls and delivers: it built the bot's poller and delivery."""
+    cog = bot.get_cog("Rendering")
+    assert cog is not None
+    # load_extension runs the module anew: its class is not the one imported here.
+    return cast(Rendering, cog)
+
+
 async def tick_cost(
     fake: FakeDiscord, simulator: ProviderSimulator, path: Path, ticks: int
 ) -> tuple[float, float, int]:
-    """Mean CPU and wall ms of `renderer.tick()` with nothing due, on a logged-in bot whose
+    """Mean CPU and wall ms of `poller.tick()` with nothing due, on a logged-in bot whose
     loop was stopped (bot.py's bot, built as tests/harness.py's running_bot builds it)."""
     settings = bot_settings(
         path.parent,
@@ -872,12 +879,13 @@ async def tick_cost(
     async with open_bot(settings, client_options=client_options()) as bot:
         await bot.login(settings.discord_token)
         try:
-            await bot.renderer.stop()
+            poller = rendering(bot).poller
+            await poller.stop()
             for _ in range(3):  # the first one also sweeps for stranded submissions
-                await bot.renderer.tick()
+                await poller.tick()
             cpu, wall = time.process_time(), time.perf_counter()
             for _ in range(ticks):
-                await bot.renderer.tick()
+                await poller.tick()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         finally:
             await bot.close()

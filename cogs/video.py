@@ -11,13 +11,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from core import generation, guards, texts
+from core import guards, texts
 from core.cards import balance_card, history_card, refill_text, task_card
+from core.clip_buttons import is_clip_button, result_view
 from core.embeds import quote
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
 from core.replies import answer_failure, send_private
-from core.results import is_clip_button, result_view
 from core.validation import (
     IMAGE_TYPES,
     check_image_attachment,
@@ -159,8 +159,7 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
             image_urls.append(check_image_attachment(image))
         if image_url is not None:
             image_urls.append(check_image_url(image_url))
-        await generation.start(
-            self.bot,
+        await self.bot.starter.start(
             interaction,
             GenerationRequest(
                 prompt=text,
@@ -283,7 +282,7 @@ class AnimateModal(discord.ui.Modal, title=texts.ANIMATE_TITLE):
                 sound=sound,
                 image_urls=(self.image_url,),
             )
-            await generation.start(self.bot, interaction, request)
+            await self.bot.starter.start(interaction, request)
         except UserFacingError as refusal:
             await send_private(interaction, refusal.message)
 

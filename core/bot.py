@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import time
-from datetime import date
 from typing import Any
 
 import discord
@@ -16,12 +15,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import guards, monitoring, texts
+from core.clip_buttons import DYNAMIC_ITEMS
 from core.errors import UserFacingError
+from core.generation import Starter
 from core.members import NO_MENTIONS
-from core.rendering import Renderer
 from core.replies import send_private
-from core.results import DYNAMIC_ITEMS
 from core.settings import Settings
+from core.timetable import Timetable
 from db import Database, shards
 from provider.client import SeedanceClient
 
@@ -102,9 +102,8 @@ class VideoBot(commands.AutoShardedBot):
         self.settings = settings
         self.db = db
         self.provider = provider
-        self.renderer = Renderer(self)
-        # The UTC day the operator was last warned that MAX_CREDITS_PER_DAY was reached.
-        self.ceiling_warned_on: date | None = None
+        self.timetable = Timetable(db, settings.poll_interval_seconds)
+        self.starter = Starter(db, provider, settings, self.timetable)
         self.identify_gap = IDENTIFY_GAP_SECONDS
         self.monitoring: monitoring.MonitoringServer | None = None
 

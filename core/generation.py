@@ -8,7 +8,7 @@ the charge on, anything that goes wrong before the provider has the task refunds
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from datetime import date
 
 import discord
 
@@ -16,18 +16,17 @@ from core import texts
 from core.cards import refill_text, task_card
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, member_role_ids
-from db import budgets
+from core.settings import Settings
+from core.timetable import Timetable
+from db import Database, budgets
 from db import now as db_now
 from db import tasks as task_store
 from db.credits import NotEnoughCredits
 from db.states import TaskState
 from db.tasks import NewTask, Task
 from provider import errors as provider_errors
-from provider.client import GATEWAY_ERRORS
+from provider.client import GATEWAY_ERRORS, SeedanceClient
 from provider.models import GenerationRequest
-
-if TYPE_CHECKING:
-    from core.bot import VideoBot
 
 log = logging.getLogger(__name__)
 
@@ -35,69 +34,190 @@ log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
-async def start(
-    bot: VideoBot, interaction: discord.Interaction[VideoBot], request: GenerationRequest
-) -> None:
-    """Charge for `request`, show its card and submit it.
+class Starter:
+    """Starts clips: charges, shows the card and submits, refunding whatever breaks first."""
 
-    Raises UserFacingError, before anything is charged, when a budget rule says no.
-    """
-    assert interaction.guild_id is not None and interaction.channel_id is not None
-    cost = request.credits
-    roles = member_role_ids(interaction.user)
-    try:
-        task, balance_left = await task_store.reserve(
-            bot.db,
-            NewTask(
-                guild_id=interaction.guild_id,
-                channel_id=interaction.channel_id,
-                user_id=interaction.user.id,
-                prompt=request.prompt,
-                aspect_ratio=request.aspect_ratio,
-                duration=request.duration,
-                sound=request.sound,
-                image_urls=request.image_urls,
-                cost=cost,
-                upload_limit=interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,
-            ),
-            starting_credits=bot.settings.default_credits,
-            roles=roles,
-            max_credits_per_day=bot.settings.max_credits_per_day,
-        )
-    except NotEnoughCredits as refusal:
-        allowance = await budgets.member_allowance(
-            bot.db, interaction.guild_id, roles, bot.settings.default_credits
-        )
-        raise UserFacingError(
-            texts.not_enough_credits(
-                cost=cost, balance=refusal.balance, refill=refill_text(allowance, db_now())
+    def __init__(
+        self, db: Database, provider: SeedanceClient, settings: Settings, timetable: Timetable
+    ) -> None:
+        self.db = db
+        self.provider = provider
+        self.settings = settings
+        self.timetable = timetable
+        # The UTC day the operator was last warned that MAX_CREDITS_PER_DAY was reached.
+        self.ceiling_warned_on: date | None = None
+
+    async def start(
+        self, interaction: discord.Interaction[discord.Client], request: GenerationRequest
+    ) -> None:
+        """Charge for `request`, show its card and submit it.
+
+        Raises UserFacingError, before anything is charged, when a budget rule says no.
+        """
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        cost = request.credits
+        roles = member_role_ids(interaction.user)
+        try:
+            task, balance_left = await task_store.reserve(
+                self.db,
+                NewTask(
+                    guild_id=interaction.guild_id,
+                    channel_id=interaction.channel_id,
+                    user_id=interaction.user.id,
+                    prompt=request.prompt,
+                    aspect_ratio=request.aspect_ratio,
+                    duration=request.duration,
+                    sound=request.sound,
+                    image_urls=request.image_urls,
+                    cost=cost,
+                    upload_limit=interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,
+                ),
+                starting_credits=self.settings.default_credits,
+                roles=roles,
+                max_credits_per_day=self.settings.max_credits_per_day,
             )
-        ) from None
-    except budgets.BudgetRefusal as refusal:
-        raise UserFacingError(budget_refusal(bot, refusal)) from None
+        except NotEnoughCredits as refusal:
+            allowance = await budgets.member_allowance(
+                self.db, interaction.guild_id, roles, self.settings.default_credits
+            )
+            raise UserFacingError(
+                texts.not_enough_credits(
+                    cost=cost, balance=refusal.balance, refill=refill_text(allowance, db_now())
+                )
+            ) from None
+        except budgets.BudgetRefusal as refusal:
+            raise UserFacingError(self.budget_refusal(refusal)) from None
 
-    # From here on the member has paid: whatever goes wrong before the provider has the
-    # task must give the credits back now, not at the next restart.
-    bot.renderer.submitting.add(task.id)
-    state = TaskState.REJECTED  # until the provider is called, it has heard of nothing
-    try:
-        await _show_card(bot, interaction, task, balance_left)
-        state = TaskState.UNCERTAIN
-        await _submit(bot, interaction, task, request, balance_left)
-    except Exception:
-        balance = await task_store.finish_with_refund(
-            bot.db,
-            task.id,
-            state,
-            texts.START_BROKE,
-            allowed_from=(TaskState.SUBMITTING,),
-        )
-        if balance is None:
-            raise  # the task had already left `submitting`; it goes on without us
-        log.exception("Starting task %s failed; its credits were refunded", task.id)
-        raise UserFacingError(texts.start_failed(cost=task.cost, balance=balance)) from None
-    finally:
-        bot.renderer.submitting.discard(task.id)
+        # From here on the member has paid: whatever goes wrong before the provider has the
+        # task must give the credits back now, not at the next restart.
+        self.timetable.submitting.add(task.id)
+        state = TaskState.REJECTED  # until the provider is called, it has heard of nothing
+        try:
+            await self._show_card(interaction, task, balance_left)
+            state = TaskState.UNCERTAIN
+            await self._submit(interaction, task, request, balance_left)
+        except Exception:
+            balance = await task_store.finish_with_refund(
+                self.db,
+                task.id,
+                state,
+                texts.START_BROKE,
+                allowed_from=(TaskState.SUBMITTING,),
+            )
+            if balance is None:
+                raise  # the task had already left `submitting`; it goes on without us
+            log.exception("Starting task %s failed; its credits were refunded", task.id)
+            raise UserFacingError(texts.start_failed(cost=task.cost, balance=balance)) from None
+        finally:
+            self.timetable.submitting.discard(task.id)
+
+    def budget_refusal(self, refusal: budgets.BudgetRefusal) -> str:
+        """Say why a budget rule refused a generation and what the member can do."""
+        if isinstance(refusal, budgets.TooManyActive):
+            return texts.too_many_active(limit=refusal.limit)
+        if isinstance(refusal, budgets.ServerCapReached):
+            return texts.server_cap_reached(
+                cap=refusal.cap,
+                period=refusal.period,
+                reopens=texts.calendar_day(refusal.resets_at),
+            )
+        assert isinstance(refusal, budgets.OperatorCeilingReached)
+        day = refusal.resets_at.date()
+        if self.ceiling_warned_on != day:
+            self.ceiling_warned_on = day
+            log.warning(
+                "MAX_CREDITS_PER_DAY (%d) reached: every server is refused until 00:00 UTC",
+                refusal.ceiling,
+            )
+        return texts.OPERATOR_CEILING_REACHED
+
+    async def _show_card(
+        self, interaction: discord.Interaction[discord.Client], task: Task, balance_left: int
+    ) -> None:
+        card = task_card(task, balance_left=balance_left)
+        try:
+            if interaction.response.is_done():
+                # A button already answered (it took its confirmation's buttons away): the card
+                # is a public follow-up of its own.
+                message = await interaction.followup.send(
+                    embed=card, wait=True, allowed_mentions=NO_MENTIONS
+                )
+                card_id: int | None = message.id
+            else:
+                callback = await interaction.response.send_message(
+                    embed=card, allowed_mentions=NO_MENTIONS
+                )
+                card_id = callback.message_id
+        except discord.HTTPException:
+            # Too late to answer (or Discord refused): the task goes on and the clip
+            # still reaches the channel; /video status shows it.
+            log.warning("Could not show the card of task %s", task.id, exc_info=True)
+            return
+        if card_id is not None:
+            await task_store.set_card(self.db, task.id, card_id)
+
+    async def _submit(
+        self,
+        interaction: discord.Interaction[discord.Client],
+        task: Task,
+        request: GenerationRequest,
+        balance_left: int,
+    ) -> None:
+        # Worked out before the provider hears of the task: once it has answered, nothing may
+        # fail before the id it gave is recorded, or a task it bills for would be lost.
+        first_poll_delay = await self.timetable.first_poll_delay(task.duration, task.sound)
+        try:
+            provider_task_id = await self.provider.generate(request)
+        except provider_errors.ProviderError as error:
+            state, message = refusal_for(error)
+            log.info("Submission of task %s failed: %s", task.id, error)
+            balance = await task_store.finish_with_refund(
+                self.db, task.id, state, message, allowed_from=(TaskState.SUBMITTING,)
+            )
+            await self._edit_card(interaction, task.id, balance)
+            try:
+                await interaction.followup.send(
+                    message, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+            except discord.HTTPException:
+                # The refund stands; the card already says so and /video status shows why.
+                log.info("Could not tell the member why task %s did not start", task.id)
+            return
+        first_poll = self.timetable.clock() + first_poll_delay
+        if not await task_store.mark_rendering(
+            self.db, task.id, provider_task_id, next_poll_at=first_poll
+        ):
+            # Only the stranded-task sweep can get here first, after it refunded the task.
+            log.warning(
+                "Provider task %s for task %s arrived after the task was refunded; "
+                "it is an orphan the provider may charge for",
+                provider_task_id,
+                task.id,
+            )
+            return
+        log.info("Task %s submitted as provider task %s", task.id, provider_task_id)
+        await self._edit_card(interaction, task.id, balance_left)
+        self.timetable.wake()
+
+    async def _edit_card(
+        self,
+        interaction: discord.Interaction[discord.Client],
+        task_id: str,
+        balance: int | None,
+    ) -> None:
+        task = await task_store.get(self.db, task_id)
+        if task is None:
+            return
+        embed = task_card(task, balance_left=balance)
+        try:
+            if interaction.response.type is discord.InteractionResponseType.channel_message:
+                await interaction.edit_original_response(embed=embed, allowed_mentions=NO_MENTIONS)
+            elif task.card_message_id is not None:
+                await interaction.followup.edit_message(
+                    task.card_message_id, embed=embed, allowed_mentions=NO_MENTIONS
+                )
+        except discord.HTTPException:
+            log.info("Could not update the card of task %s", task_id)
 
 
 def refusal_for(error: provider_errors.ProviderError) -> tuple[TaskState, str]:
@@ -126,110 +246,3 @@ def _may_have_reached_the_provider(error: provider_errors.ProviderError) -> bool
     if isinstance(error, provider_errors.ProviderServerError):
         return error.status in GATEWAY_ERRORS  # a proxy may have passed it on
     return isinstance(error, provider_errors.ProviderUnavailable) and error.request_sent
-
-
-def budget_refusal(bot: VideoBot, refusal: budgets.BudgetRefusal) -> str:
-    """Say why a budget rule refused a generation and what the member can do."""
-    if isinstance(refusal, budgets.TooManyActive):
-        return texts.too_many_active(limit=refusal.limit)
-    if isinstance(refusal, budgets.ServerCapReached):
-        return texts.server_cap_reached(
-            cap=refusal.cap,
-            period=refusal.period,
-            reopens=texts.calendar_day(refusal.resets_at),
-        )
-    assert isinstance(refusal, budgets.OperatorCeilingReached)
-    day = refusal.resets_at.date()
-    if bot.ceiling_warned_on != day:
-        bot.ceiling_warned_on = day
-        log.warning(
-            "MAX_CREDITS_PER_DAY (%d) reached: every server is refused until 00:00 UTC",
-            refusal.ceiling,
-        )
-    return texts.OPERATOR_CEILING_REACHED
-
-
-async def _show_card(
-    bot: VideoBot, interaction: discord.Interaction[VideoBot], task: Task, balance_left: int
-) -> None:
-    card = task_card(task, balance_left=balance_left)
-    try:
-        if interaction.response.is_done():
-            # A button already answered (it took its confirmation's buttons away): the card
-            # is a public follow-up of its own.
-            message = await interaction.followup.send(
-                embed=card, wait=True, allowed_mentions=NO_MENTIONS
-            )
-            card_id: int | None = message.id
-        else:
-            callback = await interaction.response.send_message(
-                embed=card, allowed_mentions=NO_MENTIONS
-            )
-            card_id = callback.message_id
-    except discord.HTTPException:
-        # Too late to answer (or Discord refused): the task goes on and the clip
-        # still reaches the channel; /video status shows it.
-        log.warning("Could not show the card of task %s", task.id, exc_info=True)
-        return
-    if card_id is not None:
-        await task_store.set_card(bot.db, task.id, card_id)
-
-
-async def _submit(
-    bot: VideoBot,
-    interaction: discord.Interaction[VideoBot],
-    task: Task,
-    request: GenerationRequest,
-    balance_left: int,
-) -> None:
-    # Worked out before the provider hears of the task: once it has answered, nothing may
-    # fail before the id it gave is recorded, or a task it bills for would be lost.
-    first_poll_delay = await bot.renderer.first_poll_delay(task.duration, task.sound)
-    try:
-        provider_task_id = await bot.provider.generate(request)
-    except provider_errors.ProviderError as error:
-        state, message = refusal_for(error)
-        log.info("Submission of task %s failed: %s", task.id, error)
-        balance = await task_store.finish_with_refund(
-            bot.db, task.id, state, message, allowed_from=(TaskState.SUBMITTING,)
-        )
-        await _edit_card(bot, interaction, task.id, balance)
-        try:
-            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        except discord.HTTPException:
-            # The refund stands; the card already says so and /video status shows why.
-            log.info("Could not tell the member why task %s did not start", task.id)
-        return
-    first_poll = bot.renderer.clock() + first_poll_delay
-    if not await task_store.mark_rendering(
-        bot.db, task.id, provider_task_id, next_poll_at=first_poll
-    ):
-        # Only the stranded-task sweep can get here first, after it refunded the task.
-        log.warning(
-            "Provider task %s for task %s arrived after the task was refunded; "
-            "it is an orphan the provider may charge for",
-            provider_task_id,
-            task.id,
-        )
-        return
-    log.info("Task %s submitted as provider task %s", task.id, provider_task_id)
-    await _edit_card(bot, interaction, task.id, balance_left)
-    bot.renderer.wake()
-
-
-async def _edit_card(
-    bot: VideoBot, interaction: discord.Interaction[VideoBot], task_id: str, balance: int | None
-) -> None:
-    task = await task_store.get(bot.db, task_id)
-    if task is None:
-        return
-    embed = task_card(task, balance_left=balance)
-    try:
-        if interaction.response.type is discord.InteractionResponseType.channel_message:
-            await interaction.edit_original_response(embed=embed, allowed_mentions=NO_MENTIONS)
-        elif task.card_message_id is not None:
-            await interaction.followup.edit_message(
-                task.card_message_id, embed=embed, allowed_mentions=NO_MENTIONS
-            )
-    except discord.HTTPException:
-        log.info("Could not update the card of task %s", task_id)

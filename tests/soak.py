@@ -58,7 +58,7 @@ PROMPTS = (
     "A cat chasing fireflies in tall grass",
 )
 
-# A clip post names its task as "task `<id>`" (core/rendering.py); nothing else the bot
+# A clip post names its task as "task `<id>`" (core/delivery.py); nothing else the bot
 # posts publicly does.
 _CLIP_POST = re.compile(r"task `([^`]+)`")
 _REFUND_NOTICE = re.compile(r"your clip `([^`]+)` could not be made")

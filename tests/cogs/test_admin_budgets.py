@@ -44,7 +44,7 @@ REFUSED = "Only members with the Manage Server permission can use `/video-admin`
 class Clock:
     """The moment the bot's budget periods and timestamps see: real time moved by an offset.
 
-    Time keeps running (the renderer polls on it); tests jump it to a chosen moment.
+    Time keeps running (the poller polls on it); tests jump it to a chosen moment.
     """
 
     def __init__(self, moment: datetime) -> None:
@@ -62,11 +62,11 @@ class Clock:
 
 @pytest.fixture(autouse=True)
 def clock(harness: Harness) -> Iterator[Clock]:
-    """Move the bot to Wed 25 Nov 2026 12:00 UTC: the database and the renderer alike."""
+    """Move the bot to Wed 25 Nov 2026 12:00 UTC: the database and the timetable alike."""
     moved = Clock(WEDNESDAY)
     set_clock(moved)
-    # The renderer compares its own clock with the stored submission times.
-    harness.bot.renderer.clock = moved.timestamp
+    # The poller compares the timetable's clock with the stored submission times.
+    harness.bot.timetable.clock = moved.timestamp
     try:
         yield moved
     finally:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import core.results
+import core.clip_buttons
 from core import texts
 from tests import payloads
 from tests.harness import MEMBER_PERMISSIONS, Harness
@@ -34,7 +34,7 @@ def button(message: dict[str, Any], label: str) -> dict[str, Any]:
 async def test_a_lapsed_offer_loses_its_buttons_and_charges_nothing(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core.results, "CONFIRM_SECONDS", 0.2)
+    monkeypatch.setattr(core.clip_buttons, "CONFIRM_SECONDS", 0.2)
     clip = await delivered_clip(harness)
     click = payloads.component_click(
         harness.fake, button(clip, "Reroll")["custom_id"], clip, permissions=MEMBER_PERMISSIONS
@@ -74,7 +74,7 @@ async def test_a_button_that_fails_unexpectedly_still_answers(
     async def broken_offer(*args: object) -> None:
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(core.results, "offer", broken_offer)
+    monkeypatch.setattr(core.clip_buttons, "offer", broken_offer)
     click = payloads.component_click(
         harness.fake, button(clip, "Reroll")["custom_id"], clip, permissions=MEMBER_PERMISSIONS
     )

@@ -6,10 +6,12 @@ import asyncio
 import itertools
 from collections import Counter
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from cogs.rendering import Rendering
+from core.bot import VideoBot
 from core.schedule import expect, learned
 from db import Database, credits, iso, now
 from db import tasks as task_store
@@ -27,6 +29,14 @@ from tests.harness import (
 )
 
 PROMPT = "Drone shot over neon night market"
+
+
+def rendering(bot: VideoBot) -> Rendering:
+    """The extension that polls and delivers: it built the bot's poller and delivery."""
+    cog = bot.get_cog("Rendering")
+    assert cog is not None
+    # load_extension runs the module anew: its class is not the one imported here.
+    return cast(Rendering, cog)
 
 
 async def generate(harness: Harness, prompt: str = PROMPT, **context: Any) -> str:
@@ -196,7 +206,7 @@ async def test_a_repeated_delivery_posts_once(harness: Harness) -> None:
     task = await harness.wait_for_task(task_id, "rendering")
     assert task.provider_task_id is not None
     # This test drives the delivery itself; the poller must not race it.
-    await harness.bot.renderer.stop()
+    await rendering(harness.bot).poller.stop()
     # Only the bot's own bookkeeping may stop the second post, not Discord's nonce check.
     harness.fake.nonce_window = 0
     harness.simulator.finish(task.provider_task_id)
@@ -207,8 +217,8 @@ async def test_a_repeated_delivery_posts_once(harness: Harness) -> None:
     delivering = await task_store.get(harness.bot.db, task_id)
     assert delivering is not None
     # The first attempt posts; run the step again from the same (now stale) row.
-    await harness.bot.renderer.deliver(delivering)
-    await harness.bot.renderer.deliver(delivering)
+    await rendering(harness.bot).delivery.deliver(delivering)
+    await rendering(harness.bot).delivery.deliver(delivering)
     assert len(clip_posts(harness.fake, harness.fake.channel_id)) == 1
     done = await task_store.get(harness.bot.db, task_id)
     assert done is not None and done.state is TaskState.DONE
@@ -250,7 +260,7 @@ async def test_a_submission_cut_off_by_a_restart_is_refunded_as_uncertain(
     settings = bot_settings(tmp_path, simulator, database_url=database_url)
     async with running_bot(fake, simulator, settings) as first:
         stranded = await charge_without_submitting(first.bot.db, fake)
-        await first.bot.renderer.stop()  # the old run never gets to settle it
+        await rendering(first.bot).poller.stop()  # the old run never gets to settle it
     async with running_bot(fake, simulator, settings) as second:
         task = await second.wait_for_task(stranded.id, "uncertain")
         assert await second.balance() == 260
@@ -277,7 +287,7 @@ async def test_the_poller_survives_a_failing_tick(
     task_id = await generate(harness)
     await harness.wait_for_task(task_id, "done")
     assert failures == [1]
-    assert harness.bot.renderer.running
+    assert rendering(harness.bot).poller.running
     assert any("tick failed" in r.getMessage() for r in caplog.records)
 
 
@@ -327,18 +337,18 @@ async def test_a_clip_finished_by_the_first_poll_after_the_time_limit_is_still_p
 
 
 async def test_the_poller_works_on_at_most_its_concurrency_at_once(harness: Harness) -> None:
-    renderer = harness.bot.renderer
+    poller = rendering(harness.bot).poller
     harness.simulator.render_seconds = 0.3
-    for n in range(3 * renderer.concurrency):
+    for n in range(3 * poller.concurrency):
         await harness.run(
             "generate", options={"prompt": f"scene {n}"}, user_id=int(harness.fake.add_user()["id"])
         )
     harness.simulator.slow_seconds = 0.05  # every poll takes a while, so polls pile up
     busiest = 0
     for _ in range(60):
-        busiest = max(busiest, renderer.in_flight)
+        busiest = max(busiest, poller.in_flight)
         await asyncio.sleep(0.01)
-    assert 1 <= busiest <= renderer.concurrency
+    assert 1 <= busiest <= poller.concurrency
     rows = await harness.bot.db.fetchall("SELECT id FROM tasks")
     for row in rows:
         await harness.wait_for_task(row["id"], "done", within=15)
@@ -347,11 +357,13 @@ async def test_the_poller_works_on_at_most_its_concurrency_at_once(harness: Harn
 async def test_a_charge_whose_submitter_died_is_refunded_without_a_restart(
     harness: Harness,
 ) -> None:
-    harness.bot.renderer.stranded_after = 0.0  # in production: 30 s, so a refund within a minute
-    harness.bot.renderer.sweep_every = 0.05
+    rendering(
+        harness.bot
+    ).poller.stranded_after = 0.0  # in production: 30 s, so a refund within a minute
+    rendering(harness.bot).poller.sweep_every = 0.05
     fake = harness.fake
     stranded = await charge_without_submitting(harness.bot.db, fake)
-    harness.bot.renderer.wake()
+    harness.bot.timetable.wake()
     await harness.wait_for_task(stranded.id, "uncertain", within=3)
     assert await harness.balance() == 260
 
@@ -364,7 +376,7 @@ async def test_a_restart_while_delivering_posts_exactly_once(
     async with running_bot(fake, simulator, settings) as first:
         task_id = await generate(first)
         task = await first.wait_for_task(task_id, "rendering")
-        await first.bot.renderer.stop()
+        await rendering(first.bot).poller.stop()
         assert task.provider_task_id is not None
         simulator.finish(task.provider_task_id)
         status = await first.bot.provider.status(task.provider_task_id)
@@ -446,7 +458,7 @@ async def test_tasks_due_together_are_polled_in_turn(harness: Harness) -> None:
     simulator = harness.simulator
     simulator.render_seconds = 3600
     simulator.slow_seconds = 0.02
-    harness.bot.renderer.concurrency = 2
+    rendering(harness.bot).poller.concurrency = 2
     ours = {}
     for number in range(12):
         provider_id = await harness.bot.provider.generate(
@@ -458,7 +470,7 @@ async def test_tasks_due_together_are_polled_in_turn(harness: Harness) -> None:
     # All due at the same moment, so no tick starts on the first ones early.
     async with harness.bot.db.transaction() as conn:
         await conn.execute("UPDATE tasks SET next_poll_at = 0 WHERE state = 'rendering'")
-    harness.bot.renderer.wake()
+    harness.bot.timetable.wake()
     deadline = asyncio.get_running_loop().time() + 10
     while len(simulator.requests_to("status")) < 48:
         assert asyncio.get_running_loop().time() < deadline, "the poller stalled"
@@ -484,7 +496,7 @@ async def test_polls_without_an_answer_back_off_and_teach_nothing(harness: Harne
     # The clip was found long after it was ready, and no answer said "still running" before:
     # when it ended is unknown, so nothing is learned from it.
     assert task.running_seconds is None and task.ready_seconds is None
-    assert await harness.bot.renderer.expectation(5, False) is None
+    assert await harness.bot.timetable.expectation(5, False) is None
     assert len(clip_posts(harness.fake, harness.fake.channel_id)) == 1
 
 
@@ -508,10 +520,10 @@ async def test_a_render_found_done_after_a_restart_is_learned_once(
         assert task.running_seconds is not None and task.ready_seconds is not None
         # The first read of what is learned happens before this render is recorded, so it
         # is not also read back from the database.
-        renderer = second.bot.renderer
-        once = learned(task.running_seconds, task.ready_seconds, renderer.schedule)
+        timetable = second.bot.timetable
+        once = learned(task.running_seconds, task.ready_seconds, timetable.schedule)
         assert once is not None
-        assert await renderer.expectation(5, False) == expect({(5, False): [once]}, (5, False))
+        assert await timetable.expectation(5, False) == expect({(5, False): [once]}, (5, False))
 
 
 async def test_a_render_first_polled_long_after_it_was_due_teaches_nothing(
@@ -529,10 +541,10 @@ async def test_a_render_first_polled_long_after_it_was_due_teaches_nothing(
             "UPDATE tasks SET submitted_at = ?, next_poll_at = 0 WHERE id = ?",
             (iso(now() - timedelta(seconds=100)), task.id),
         )
-    harness.bot.renderer.wake()
+    harness.bot.timetable.wake()
     done = await harness.wait_for_task(task.id, "done")
     assert done.running_seconds is None and done.ready_seconds is None
-    assert await harness.bot.renderer.expectation(5, False) is None
+    assert await harness.bot.timetable.expectation(5, False) is None
 
 
 @pytest.mark.allow_errors
@@ -558,7 +570,7 @@ async def test_when_polls_cannot_be_planned_the_provider_never_hears_of_the_task
     async def broken(duration: int, sound: bool) -> float:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(harness.bot.renderer, "first_poll_delay", broken)
+    monkeypatch.setattr(harness.bot.timetable, "first_poll_delay", broken)
     await harness.run("generate", options={"prompt": PROMPT})
     [task] = await harness.tasks()
     task = await harness.wait_for_task(task.id, "uncertain", "rejected", "failed")
@@ -577,9 +589,9 @@ async def test_a_sweep_busy_telling_members_does_not_hold_up_clips(
         busy.set()
         await release.wait()
 
-    renderer = harness.bot.renderer
-    monkeypatch.setattr(renderer, "refund_stranded", long_sweep)
-    renderer.sweep_every = 0.01
+    poller = rendering(harness.bot).poller
+    monkeypatch.setattr(poller, "refund_stranded", long_sweep)
+    poller.sweep_every = 0.01
     try:
         task_id = await generate(harness)
         await harness.wait_for_task(task_id, "done")

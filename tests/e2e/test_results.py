@@ -14,11 +14,13 @@ import copy
 import itertools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from cogs.rendering import Rendering
 from core import texts
+from core.bot import VideoBot
 from db import credits
 from db.tasks import Task
 from provider.simulator import ProviderSimulator
@@ -39,6 +41,14 @@ MESSAGE_COMMAND = 3  # application command type of a message context menu
 def quick_renders(simulator: ProviderSimulator) -> None:
     """Clips render in 50 ms unless a test asks for longer (the fixture's default is 200 ms)."""
     simulator.render_seconds = 0.05
+
+
+def rendering(bot: VideoBot) -> Rendering:
+    """The extension that polls and delivers: it built the bot's poller and delivery."""
+    cog = bot.get_cog("Rendering")
+    assert cog is not None
+    # load_extension runs the module anew: its class is not the one imported here.
+    return cast(Rendering, cog)
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -504,8 +514,8 @@ def progress_edits(fake: FakeDiscord, task: Task) -> list[tuple[Recorded, str]]:
 async def test_the_card_shows_progress_calmly_with_the_usual_time(live: LiveHarness) -> None:
     fake = live.fake
     every = 0.2
-    live.bot.renderer.progress_every = every
-    live.bot.renderer.progress_gap = 0.05
+    rendering(live.bot).delivery.progress_every = every
+    rendering(live.bot).delivery.progress_gap = 0.05
     live.simulator.render_seconds = 0.9
 
     first, _ = await deliver(live)
@@ -538,8 +548,8 @@ async def test_the_card_shows_progress_calmly_with_the_usual_time(live: LiveHarn
 async def test_progress_edits_across_cards_keep_a_gap(live: LiveHarness) -> None:
     fake = live.fake
     gap = 0.25
-    live.bot.renderer.progress_every = 0.05
-    live.bot.renderer.progress_gap = gap
+    rendering(live.bot).delivery.progress_every = 0.05
+    rendering(live.bot).delivery.progress_gap = gap
     live.simulator.render_seconds = 1.0
     other = int(fake.add_user(username="friend")["id"])
     await asyncio.gather(
@@ -564,7 +574,7 @@ async def test_notify_on_sends_a_dm_with_a_link_to_the_post(live: LiveHarness) -
     assert is_private(reply) and "You will get a DM" in reply["content"]
 
     task, post = await deliver(live)
-    await wait_until(lambda: live.bot.renderer.in_flight == 0)
+    await wait_until(lambda: rendering(live.bot).poller.in_flight == 0)
     [dm] = fake.dm_messages(fake.user_id)
     jump = f"https://discord.com/channels/{fake.guild_id}/{fake.channel_id}/{post['id']}"
     assert dm["content"] == f"Your clip `{task.id}` is ready: {jump}"
@@ -577,7 +587,7 @@ async def test_notify_off_sends_no_dm(live: LiveHarness) -> None:
     turned_off = await live.run("notify", options={"setting": "off"})
     assert "No more DMs" in live.replies(turned_off)[-1]["content"]
     await deliver(live)
-    await wait_until(lambda: live.bot.renderer.in_flight == 0)
+    await wait_until(lambda: rendering(live.bot).poller.in_flight == 0)
     assert fake.dm_messages(fake.user_id) == []
 
 
@@ -728,10 +738,10 @@ async def test_a_clip_delivered_by_dm_can_be_deleted_but_not_rerolled_there(
 async def test_every_card_rendering_at_once_shows_progress(live: LiveHarness) -> None:
     fake = live.fake
     # The production ratio: a card at most every 15 s, any card at most every 1 s.
-    live.bot.renderer.progress_every = 0.2
+    rendering(live.bot).delivery.progress_every = 0.2
     # Almost a whole period: the two cards fit in one only if the slot goes to the longest
     # waiter, not to whichever card is polled first.
-    live.bot.renderer.progress_gap = 0.19
+    rendering(live.bot).delivery.progress_gap = 0.19
     live.simulator.render_seconds = 1.2
     other = int(fake.add_user(username="friend")["id"])
     await asyncio.gather(

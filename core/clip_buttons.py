@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import discord
 
-from core import generation, guards, texts
+from core import guards, texts
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin
 from core.replies import answer_failure, send_private
@@ -134,9 +134,7 @@ class ConfirmTake(discord.ui.View):
         if not await self._answer(interaction, texts.TAKE_STARTING):
             return
         try:
-            await generation.start(
-                interaction.client, interaction, variant_of(self.task, self.change)
-            )
+            await interaction.client.starter.start(interaction, variant_of(self.task, self.change))
         except UserFacingError as refusal:
             await interaction.edit_original_response(
                 content=refusal.message, allowed_mentions=NO_MENTIONS
