@@ -19,7 +19,7 @@ from dotenv import find_dotenv, load_dotenv
 from core import logs, monitoring, selfcheck
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
-from db import DatabaseUnavailable, open_database
+from db import DatabaseUnavailable, ProcessConflict, open_database
 from provider.client import SeedanceClient
 from provider.simulator import ProviderSimulator
 
@@ -89,6 +89,8 @@ async def run(settings: Settings) -> None:
             loop.add_signal_handler(signum, stop)
         if settings.gateway:
             await bot.start(settings.discord_token)
+            # A signal's close may still be handing back claims: the database stays open for it.
+            await asyncio.gather(*closing)
             return
         # SHARD_IDS=none: no gateway; over REST alone this process polls and delivers.
         await bot.login(settings.discord_token)
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format, settings.secrets)
     try:
         asyncio.run(run(settings))
-    except DatabaseUnavailable as error:
+    except (DatabaseUnavailable, ProcessConflict) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except discord.LoginFailure:

@@ -25,8 +25,10 @@ class Rendering(commands.Cog):
     async def cog_load(self) -> None:
         """Start polling at once: delivery needs only the REST API, not the gateway."""
         bot = self.bot
-        self.delivery = Delivery(bot, bot.db, bot.provider, bot.timetable)
-        self.poller = Poller(bot.db, bot.provider, bot.settings, bot.timetable, self.delivery)
+        self.delivery = Delivery(bot, bot.db, bot.provider, bot.timetable, bot.claims)
+        self.poller = Poller(
+            bot.db, bot.provider, bot.settings, bot.timetable, bot.claims, self.delivery
+        )
         self.poller.start()
 
     async def cog_unload(self) -> None:

@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from core import guards, monitoring, texts
+from core.claims import Claims
 from core.clip_buttons import DYNAMIC_ITEMS
 from core.errors import UserFacingError
 from core.generation import Starter
@@ -22,7 +23,7 @@ from core.members import NO_MENTIONS
 from core.replies import send_private
 from core.settings import Settings
 from core.timetable import Timetable
-from db import Database, shards
+from db import Database, coordination
 from provider.client import SeedanceClient
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,16 @@ class VideoBot(commands.AutoShardedBot):
         self.db = db
         self.provider = provider
         self.timetable = Timetable(db, settings.poll_interval_seconds)
-        self.starter = Starter(db, provider, settings, self.timetable)
+        self.claims = Claims(db, settings, clock=lambda: self.timetable.clock())
+        self.starter = Starter(db, provider, settings, self.timetable, self.claims)
         self.identify_gap = IDENTIFY_GAP_SECONDS
         self.monitoring: monitoring.MonitoringServer | None = None
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Wait for this shard's IDENTIFY slot, queued with every other process's shards."""
-        slot = await shards.take_identify_slot(self.db, now=time.time(), gap=self.identify_gap)
+        slot = await coordination.take_identify_slot(
+            self.db, now=time.time(), gap=self.identify_gap
+        )
         delay = slot - time.time()
         if delay > 0:
             log.info("Shard %s connects in %.1f s (Discord's IDENTIFY limit)", shard_id, delay)
@@ -126,7 +130,9 @@ class VideoBot(commands.AutoShardedBot):
         monitoring.interaction_received(interaction.id)
 
     async def setup_hook(self) -> None:
-        """Serve metrics, register result buttons, load the extensions, sync commands."""
+        """Take this process's place, serve metrics, register buttons, load, sync commands."""
+        # First: a process that may not run here (ProcessConflict) must not touch any task.
+        await self.claims.start()
         if self.settings.metrics_port is not None:
             # First, so that /healthz answers (503) while the rest of the start runs.
             self.monitoring = monitoring.MonitoringServer(self)
@@ -145,8 +151,10 @@ class VideoBot(commands.AutoShardedBot):
             await self.sync_commands()
 
     async def close(self) -> None:
-        """Close the Discord connection, then stop serving metrics."""
+        """Close the Discord connection, hand back this process's claims, stop metrics."""
+        # Unloading the extensions stops the poller first: nothing is claimed after this.
         await super().close()
+        await self.claims.stop()
         if self.monitoring is not None:
             await self.monitoring.stop()
             self.monitoring = None

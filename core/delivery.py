@@ -15,6 +15,7 @@ import discord
 
 from core import texts
 from core.cards import IN_CHANNEL, message_url, progress_text, task_card
+from core.claims import Claims
 from core.clip_buttons import result_view
 from core.embeds import quote
 from core.generation import DEFAULT_UPLOAD_LIMIT
@@ -47,11 +48,14 @@ class Delivery:
         db: Database,
         provider: SeedanceClient,
         timetable: Timetable,
+        claims: Claims,
     ) -> None:
         self.client = client
         self.db = db
         self.provider = provider
         self.timetable = timetable
+        self.claims = claims
+        self.owner = claims.owner
         # Tests and the benchmark change these on a running bot.
         self.progress_every = PROGRESS_EVERY_SECONDS
         self.progress_gap = PROGRESS_GAP_SECONDS
@@ -61,9 +65,9 @@ class Delivery:
 
     async def deliver(self, task: Task) -> None:
         """Post the finished clip (or its link) and record where, before calling it done."""
-        attempt = await task_store.begin_delivery_attempt(self.db, task.id)
+        attempt = await task_store.begin_delivery_attempt(self.db, task.id, owner=self.owner)
         if attempt == 0:
-            return  # no longer delivering: another step finished it
+            return  # no longer delivering, or no longer ours: another step finished it
         if attempt > 1:
             earlier = await self._find_earlier_post(task)
             if earlier is not None:
@@ -92,6 +96,11 @@ class Delivery:
                     return
                 log.warning("Giving up downloading the clip of task %s: %s", task.id, error)
                 clip, note = None, texts.NOT_FETCHED
+            if not await task_store.holds(self.db, task.id, self.owner, self.timetable.clock()):
+                # Paused or cut off past the lease while downloading: another process has the
+                # task now and posts it; posting here too would post it twice.
+                log.warning("Lost the claim on task %s before posting it; leaving it", task.id)
+                return
             try:
                 message_id, channel_id, via = await self._post(task, clip, note)
             except discord.HTTPException as error:
@@ -104,7 +113,12 @@ class Delivery:
         self, task: Task, via: str, message_id: int | None, channel_id: int | None
     ) -> None:
         if not await task_store.mark_delivered(
-            self.db, task.id, via=via, message_id=message_id, channel_id=channel_id
+            self.db,
+            task.id,
+            owner=self.owner,
+            via=via,
+            message_id=message_id,
+            channel_id=channel_id,
         ):
             return
         log.info("Task %s delivered (%s)", task.id, via)
@@ -125,7 +139,10 @@ class Delivery:
 
     async def _retry_later(self, task: Task, attempt: int) -> None:
         await task_store.reschedule(
-            self.db, task.id, self.timetable.clock() + self.timetable.interval(attempt)
+            self.db,
+            task.id,
+            self.timetable.clock() + self.timetable.interval(attempt),
+            owner=self.owner,
         )
 
     async def _find_earlier_post(self, task: Task) -> discord.Message | None:

@@ -14,6 +14,7 @@ import discord
 
 from core import texts
 from core.cards import refill_text, task_card
+from core.claims import Claims
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, member_role_ids
 from core.settings import Settings
@@ -38,12 +39,18 @@ class Starter:
     """Starts clips: charges, shows the card and submits, refunding whatever breaks first."""
 
     def __init__(
-        self, db: Database, provider: SeedanceClient, settings: Settings, timetable: Timetable
+        self,
+        db: Database,
+        provider: SeedanceClient,
+        settings: Settings,
+        timetable: Timetable,
+        claims: Claims,
     ) -> None:
         self.db = db
         self.provider = provider
         self.settings = settings
         self.timetable = timetable
+        self.claims = claims
         # The UTC day the operator was last warned that MAX_CREDITS_PER_DAY was reached.
         self.ceiling_warned_on: date | None = None
 
@@ -72,6 +79,8 @@ class Starter:
                     cost=cost,
                     upload_limit=interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,
                 ),
+                owner=self.claims.owner,
+                lease_until=self.claims.lease_until(),
                 starting_credits=self.settings.default_credits,
                 roles=roles,
                 max_credits_per_day=self.settings.max_credits_per_day,
@@ -89,8 +98,9 @@ class Starter:
             raise UserFacingError(self.budget_refusal(refusal)) from None
 
         # From here on the member has paid: whatever goes wrong before the provider has the
-        # task must give the credits back now, not at the next restart.
-        self.timetable.submitting.add(task.id)
+        # task must give the credits back now, not at the next restart. The lease taken with
+        # the charge is renewed while the provider is asked, so no sweep takes it for cut off.
+        self.claims.hold(task.id)
         state = TaskState.REJECTED  # until the provider is called, it has heard of nothing
         try:
             await self._show_card(interaction, task, balance_left)
@@ -102,6 +112,7 @@ class Starter:
                 task.id,
                 state,
                 texts.START_BROKE,
+                owner=self.claims.owner,
                 allowed_from=(TaskState.SUBMITTING,),
             )
             if balance is None:
@@ -109,7 +120,7 @@ class Starter:
             log.exception("Starting task %s failed; its credits were refunded", task.id)
             raise UserFacingError(texts.start_failed(cost=task.cost, balance=balance)) from None
         finally:
-            self.timetable.submitting.discard(task.id)
+            self.claims.drop(task.id)
 
     def budget_refusal(self, refusal: budgets.BudgetRefusal) -> str:
         """Say why a budget rule refused a generation and what the member can do."""
@@ -172,7 +183,12 @@ class Starter:
             state, message = refusal_for(error)
             log.info("Submission of task %s failed: %s", task.id, error)
             balance = await task_store.finish_with_refund(
-                self.db, task.id, state, message, allowed_from=(TaskState.SUBMITTING,)
+                self.db,
+                task.id,
+                state,
+                message,
+                owner=self.claims.owner,
+                allowed_from=(TaskState.SUBMITTING,),
             )
             await self._edit_card(interaction, task.id, balance)
             try:
@@ -185,9 +201,10 @@ class Starter:
             return
         first_poll = self.timetable.clock() + first_poll_delay
         if not await task_store.mark_rendering(
-            self.db, task.id, provider_task_id, next_poll_at=first_poll
+            self.db, task.id, provider_task_id, owner=self.claims.owner, next_poll_at=first_poll
         ):
-            # Only the stranded-task sweep can get here first, after it refunded the task.
+            # Only a sweep for cut-off submissions can get here first, after this process
+            # lost its lease (stalled past WORK_LEASE_SECONDS) and the task was refunded.
             log.warning(
                 "Provider task %s for task %s arrived after the task was refunded; "
                 "it is an orphan the provider may charge for",

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from core import texts
+from core.claims import Claims
 from core.delivery import Delivery
 from core.settings import Settings
 from core.timetable import Timetable
-from db import Database, iso, now, utcnow
+from db import Database
 from db import tasks as task_store
 from db.states import TaskState
 from db.tasks import Task
@@ -25,9 +26,7 @@ from provider.errors import ProviderError
 log = logging.getLogger(__name__)
 
 MAX_IDLE_SECONDS = 30.0
-# A charged task whose submission has not finished after this long, and that no command of
-# this run is still submitting, was cut off: it is refunded at the next sweep.
-STRANDED_AFTER_SECONDS = 30.0
+# How often to look for charged tasks whose submitter's lease ran out (it was cut off).
 SWEEP_EVERY_SECONDS = 30.0
 STOP_GRACE_SECONDS = 10.0
 # Polls and deliveries in flight at once: bounds the provider calls, downloads and uploads.
@@ -43,22 +42,23 @@ class Poller:
         provider: SeedanceClient,
         settings: Settings,
         timetable: Timetable,
+        claims: Claims,
         delivery: Delivery,
     ) -> None:
         self.db = db
         self.provider = provider
         self.settings = settings
         self.timetable = timetable
+        self.claims = claims
+        self.owner = claims.owner
         self.delivery = delivery
         # Tests and the benchmark change this on a running bot.
         self.concurrency = CONCURRENCY
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._started_at = utcnow()
         self._last_sweep = float("-inf")
         self._sweep: asyncio.Task[None] | None = None
-        self.stranded_after = STRANDED_AFTER_SECONDS
         self.sweep_every = SWEEP_EVERY_SECONDS
 
     @property
@@ -76,7 +76,6 @@ class Poller:
         if self.running:
             return
         self._stopping = False
-        self._started_at = utcnow()
         self._last_sweep = float("-inf")
         self._runner = asyncio.create_task(self._run(), name="video-poller")
 
@@ -141,19 +140,26 @@ class Poller:
         room = self.concurrency - len(self._in_flight)
         if room <= 0:
             return MAX_IDLE_SECONDS  # a finishing job wakes the loop
-        for task in await task_store.due(db, moment, limit=room, exclude=self._in_flight):
+        claimed = await task_store.claim_due(
+            db, owner=self.owner, now=moment, lease_until=self.claims.lease_until(), limit=room
+        )
+        for task in claimed:
+            if task.id in self._in_flight:
+                continue  # its lease lapsed while in hand, and was just taken again
+            self.claims.hold(task.id)
             job = asyncio.create_task(self._handle(task), name=f"video-task-{task.id}")
             self._in_flight[task.id] = job
         if len(self._in_flight) >= self.concurrency:
             return MAX_IDLE_SECONDS
-        next_due = await task_store.next_due_at(db, exclude=self._in_flight)
+        next_due = await task_store.next_due_at(db, owner=self.owner)
         until_sweep = self._last_sweep + self.sweep_every - self.timetable.clock()
         if next_due is None:
             return max(0.0, min(until_sweep, MAX_IDLE_SECONDS))
         return max(0.0, min(next_due - self.timetable.clock(), until_sweep, MAX_IDLE_SECONDS))
 
     async def _handle(self, task: Task) -> None:
-        # `task` is the row `due()` just read; no other job touches it while it is in flight.
+        # `task` is the row just claimed; no other job, here or in another process, touches
+        # it while this one holds the lease.
         try:
             if task.state is TaskState.RENDERING:
                 await self.poll(task)
@@ -171,10 +177,13 @@ class Poller:
                         self.db,
                         task.id,
                         self.timetable.clock() + self.timetable.interval(attempts),
+                        owner=self.owner,
                     )
             except Exception:
+                # Its lease runs out and the task is claimed again (here or elsewhere).
                 log.exception("Could not reschedule task %s", task.id)
         finally:
+            self.claims.drop(task.id)
             self._in_flight.pop(task.id, None)
             self.timetable.wake()
 
@@ -186,23 +195,29 @@ class Poller:
 
     async def refund_stranded(self) -> None:
         """Refund charged tasks whose submission was cut off (by a restart or a crash)."""
-        cutoff = now() - timedelta(seconds=self.stranded_after)
-        created_before = max(self._started_at, iso(cutoff))
-        stranded = await task_store.stranded_submissions(
-            self.db, created_before=created_before, exclude=self.timetable.submitting
+        stranded = await task_store.claim_stranded(
+            self.db,
+            owner=self.owner,
+            now=self.timetable.clock(),
+            lease_until=self.claims.lease_until(),
         )
+        for task in stranded:
+            self.claims.hold(task.id)
         for task in stranded:
             log.warning(
                 "Task %s was charged but the provider never confirmed it; refunding it "
                 "(the provider may still have started, and charged for, a task we will not see)",
                 task.id,
             )
-            await self._refund(
-                task,
-                TaskState.UNCERTAIN,
-                texts.NEVER_CONFIRMED,
-                allowed_from=(TaskState.SUBMITTING,),
-            )
+            try:
+                await self._refund(
+                    task,
+                    TaskState.UNCERTAIN,
+                    texts.NEVER_CONFIRMED,
+                    allowed_from=(TaskState.SUBMITTING,),
+                )
+            finally:
+                self.claims.drop(task.id)
 
     async def poll(self, task: Task) -> None:
         """Ask the provider about one rendering task and act on the answer."""
@@ -230,6 +245,7 @@ class Poller:
                 self.db,
                 task.id,
                 status.response_urls,
+                owner=self.owner,
                 ready_seconds=None if render is None else ready,
                 next_poll_at=self.timetable.clock(),
             ):
@@ -251,13 +267,16 @@ class Poller:
             gap = self.timetable.schedule.after_error(
                 elapsed, max(0.0, elapsed - last_heard), expected
             )
-            await task_store.reschedule(self.db, task.id, self.timetable.clock() + gap)
+            await task_store.reschedule(
+                self.db, task.id, self.timetable.clock() + gap, owner=self.owner
+            )
         else:
             elapsed = self._elapsed(task)
             expected = await self.timetable.expectation(task.duration, task.sound)
             await task_store.still_running(
                 self.db,
                 task.id,
+                owner=self.owner,
                 running_seconds=elapsed,
                 next_poll_at=self.timetable.clock()
                 + self.timetable.schedule.next(elapsed, expected),
@@ -280,7 +299,7 @@ class Poller:
         self, task: Task, to: TaskState, reason: str, *, allowed_from: tuple[TaskState, ...]
     ) -> None:
         balance = await task_store.finish_with_refund(
-            self.db, task.id, to, reason, allowed_from=allowed_from
+            self.db, task.id, to, reason, owner=self.owner, allowed_from=allowed_from
         )
         if balance is None:
             return  # finished elsewhere, or already refunded

@@ -43,6 +43,8 @@ class Settings:
     # None: Discord's recommended count. shard_ids None: every shard of it; (): no gateway.
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None
+    # A process that stops renewing its claim on a task loses it after this long.
+    work_lease_seconds: float = 30.0
     log_format: str = "text"
     # None: no /metrics or /healthz server.
     metrics_port: int | None = None
@@ -110,6 +112,9 @@ class Settings:
             ),
             shard_count=_optional_int(env, "SHARD_COUNT", minimum=1),
             shard_ids=_shard_ids(env),
+            work_lease_seconds=_float(
+                env, "WORK_LEASE_SECONDS", cls.work_lease_seconds, minimum=1.0
+            ),
             log_format=log_format(env),
             metrics_port=_port(env),
             metrics_host=_host(env),

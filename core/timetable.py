@@ -1,4 +1,4 @@
-"""When work is due: the clock, the tasks being submitted, and what finished renders teach.
+"""When work is due: the clock, the wake-up call, and what finished renders teach.
 
 The starter and the poller share one timetable: the starter plans a new task's first poll
 from it and wakes the poller, which sleeps on it until the next task is due.
@@ -38,8 +38,6 @@ class Timetable:
         self.poll_interval_seconds = poll_interval_seconds
         # Tests and the benchmark change these on a running bot.
         self.clock: Callable[[], float] = time.time
-        # Task ids whose /video generate is still talking to the provider in this process.
-        self.submitting: set[str] = set()
         self._wake = asyncio.Event()
         # Each preset's latest renders, read once from the database, then kept up to date.
         self._renders: dict[Preset, deque[Render]] | None = None

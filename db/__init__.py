@@ -35,6 +35,10 @@ class DatabaseUnavailable(Exception):
     """The database server could not be reached or refused the login; never shows the password."""
 
 
+class ProcessConflict(Exception):
+    """This process may not start beside the ones already running on the database."""
+
+
 class DatabaseURLError(ValueError):
     """DATABASE_URL names no backend this code has; the message never repeats the URL."""
 
@@ -145,6 +149,9 @@ class Database(ABC):
     """What every part of the bot reads and writes through."""
 
     dialect: ClassVar[Dialect]
+    # How a `SELECT … LIMIT n` that picks rows to claim says "skip rows another transaction
+    # is claiming": PostgreSQL's row locks; SQLite has one writer, so nothing to skip.
+    skip_locked: ClassVar[str] = ""
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
@@ -169,6 +176,13 @@ class Database(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Wait for the statements in flight, then close."""
+
+    def keep_to_this_process(self) -> bool:
+        """Refuse other bot processes if this backend serves only one; say whether it does.
+
+        Raises ProcessConflict when another process holds the database already.
+        """
+        return False
 
     def _check_version(self, current: int, available: list[tuple[int, str, str]]) -> int:
         latest = available[-1][0] if available else 0

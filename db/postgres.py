@@ -138,6 +138,7 @@ class PostgresDatabase(Database):
     """A pool of connections to one PostgreSQL database, shared by any number of processes."""
 
     dialect = "postgres"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool

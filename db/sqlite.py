@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -13,7 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from db import Connection, Database, IntegrityError, Row, migrations
+from db import Connection, Database, IntegrityError, ProcessConflict, Row, migrations
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,32 @@ class SqliteDatabase(Database):
         self._conn = conn
         self._lock = asyncio.Lock()
         self.path = path
+        self._process_lock: int | None = None
+
+    def keep_to_this_process(self) -> bool:
+        """Hold `<file>.lock` for as long as this process runs: one bot process per file.
+
+        SQLite has one writer and the bot's claims on tasks assume one process; a second one
+        would poll and post the same tasks. The operating system drops the lock when the
+        process ends, however it ends, so a killed bot never leaves it behind.
+        """
+        if self._process_lock is not None:
+            return True
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ProcessConflict(
+                f"another bot process (pid {holder}) is running on {self.path}; SQLite serves "
+                "one process: stop that one, or move to PostgreSQL to run several"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._process_lock = fd
+        return True
 
     @classmethod
     async def open(cls, path: Path, *, target_version: int | None = None) -> SqliteDatabase:
@@ -99,9 +127,12 @@ class SqliteDatabase(Database):
         return db
 
     async def close(self) -> None:
-        """Wait for the statement in flight, then close the connection."""
+        """Wait for the statement in flight, then close the connection (and the lock)."""
         async with self._lock:
             await self._conn.close()
+        if self._process_lock is not None:
+            os.close(self._process_lock)
+            self._process_lock = None
 
     async def version(self) -> int:
         """Return the schema version recorded in PRAGMA user_version."""

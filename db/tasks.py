@@ -9,6 +9,12 @@ States (every change is written before the bot acts on it):
 
 Every state after the arrow-less ones (rejected, uncertain, failed, timed_out) refunds the
 charge in the same transaction that enters it.
+
+Work on a task is claimed, never assumed: the process that submits, polls or delivers it
+holds a lease on its row (`lease_owner`, `lease_expires_at`), and every write below that
+moves the task on names its `owner` and changes nothing when the lease is someone else's.
+A process that lost its lease (paused, cut off) therefore cannot post or refund after
+another one took the task over. Writes that end a step hand the lease back.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ class Task:
     updated_at: str
     running_seconds: float | None
     ready_seconds: float | None
+    lease_owner: str | None
+    lease_expires_at: float | None
 
     @classmethod
     def from_row(cls, row: Row) -> Task:
@@ -94,6 +102,8 @@ async def reserve(
     db: Database,
     request: NewTask,
     *,
+    owner: str,
+    lease_until: float,
     starting_credits: int,
     roles: Collection[int] = (),
     max_credits_per_day: int | None = None,
@@ -108,23 +118,26 @@ async def reserve(
     async with db.transaction() as conn:
         await ensure_member(conn, request.guild_id, request.user_id, starting_credits, roles)
         await _check_budgets(conn, request, max_credits_per_day)
-        task_id = await _insert_task(conn, request, now)
+        task_id = await _insert_task(conn, request, now, owner, lease_until)
         # Raises NotEnoughCredits, rolling back the insert above.
         balance = await charge_task(conn, request.guild_id, request.user_id, task_id, request.cost)
         task = await _get_in(conn, task_id)
     return task, balance
 
 
-async def _insert_task(conn: Connection, request: NewTask, now: str) -> str:
-    """Record the task under a fresh id and return the id."""
+async def _insert_task(
+    conn: Connection, request: NewTask, now: str, owner: str, lease_until: float
+) -> str:
+    """Record the task under a fresh id, claimed by its submitter, and return the id."""
     for _ in range(3):
         task_id = new_task_id()
         # A fresh random id may collide with an old one (rare, but ids are short); DO NOTHING
         # lets the transaction go on with another id where a failed insert would abort it.
         inserted = await conn.execute(
             "INSERT INTO tasks (id, guild_id, channel_id, user_id, prompt, aspect_ratio, duration, "
-            "sound, image_urls, cost, upload_limit, state, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            "sound, image_urls, cost, upload_limit, state, created_at, updated_at, "
+            "lease_owner, lease_expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (
                 task_id,
                 request.guild_id,
@@ -140,6 +153,8 @@ async def _insert_task(conn: Connection, request: NewTask, now: str) -> str:
                 TaskState.SUBMITTING.value,
                 now,
                 now,
+                owner,
+                lease_until,
             ),
         )
         if inserted == 1:
@@ -192,20 +207,28 @@ async def _move(
     task_id: str,
     to: TaskState,
     *,
+    owner: str,
     allowed_from: Collection[TaskState],
+    release: bool = True,
     **columns: object,
 ) -> bool:
-    """Move the task to `to` if it is in one of `allowed_from`, setting `columns` too."""
+    """Move the task to `to` if `owner` holds it and it is in one of `allowed_from`.
+
+    `columns` are set too; the lease is handed back unless `release` is False.
+    """
     now = utcnow()
     columns = {"state": to.value, "updated_at": now, **columns}
     if to.finished:
         columns.setdefault("finished_at", now)
         columns.setdefault("next_poll_at", None)
+    if release:
+        columns.update(lease_owner=None, lease_expires_at=None)
     assignments = ", ".join(f"{name} = ?" for name in columns)
     placeholders = ", ".join("?" for _ in allowed_from)
     changed = await conn.execute(
-        f"UPDATE tasks SET {assignments} WHERE id = ? AND state IN ({placeholders})",  # noqa: S608 - names are ours
-        (*columns.values(), task_id, *(state.value for state in allowed_from)),
+        f"UPDATE tasks SET {assignments} "  # noqa: S608 - names are ours
+        f"WHERE id = ? AND lease_owner = ? AND state IN ({placeholders})",
+        (*columns.values(), task_id, owner, *(state.value for state in allowed_from)),
     )
     return changed == 1
 
@@ -220,14 +243,15 @@ async def set_card(db: Database, task_id: str, message_id: int) -> None:
 
 
 async def mark_rendering(
-    db: Database, task_id: str, provider_task_id: str, *, next_poll_at: float
+    db: Database, task_id: str, provider_task_id: str, *, owner: str, next_poll_at: float
 ) -> bool:
-    """Record the provider's task id; the poller takes it from here."""
+    """Record the provider's task id; whichever process polls first takes it from here."""
     async with db.transaction() as conn:
         return await _move(
             conn,
             task_id,
             TaskState.RENDERING,
+            owner=owner,
             allowed_from=(TaskState.SUBMITTING,),
             provider_task_id=provider_task_id,
             submitted_at=utcnow(),
@@ -241,56 +265,63 @@ async def finish_with_refund(
     to: TaskState,
     error: str,
     *,
+    owner: str,
     allowed_from: Collection[TaskState],
 ) -> int | None:
     """Enter a refunding end state and give the credits back in the same transaction.
 
     Returns the member's new balance, or None when the task was not in `allowed_from`
-    (someone else finished it first) or had been refunded already.
+    (someone else finished it first), had been refunded already, or is not `owner`'s.
     """
     if not to.refunded:
         raise ValueError(f"{to} does not refund")
     async with db.transaction() as conn:
-        if not await _move(conn, task_id, to, allowed_from=allowed_from, error=error[:500]):
+        moved = await _move(
+            conn, task_id, to, owner=owner, allowed_from=allowed_from, error=error[:500]
+        )
+        if not moved:
             return None
         return await refund_task(conn, task_id, note=f"{to.value}: {error}"[:200])
 
 
 async def still_running(
-    db: Database, task_id: str, *, running_seconds: float, next_poll_at: float
+    db: Database, task_id: str, *, owner: str, running_seconds: float, next_poll_at: float
 ) -> None:
     """Count a poll that found the task rendering `running_seconds` in; set the next one."""
     async with db.transaction() as conn:
         await conn.execute(
             "UPDATE tasks SET poll_attempts = poll_attempts + 1, running_seconds = ?, "
-            "next_poll_at = ?, updated_at = ? WHERE id = ? AND state = 'rendering'",
-            (running_seconds, next_poll_at, utcnow(), task_id),
+            "next_poll_at = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE id = ? AND lease_owner = ? AND state = 'rendering'",
+            (running_seconds, next_poll_at, utcnow(), task_id, owner),
         )
 
 
-async def reschedule(db: Database, task_id: str, next_attempt_at: float) -> None:
+async def reschedule(db: Database, task_id: str, next_attempt_at: float, *, owner: str) -> None:
     """Set when to poll (or try delivering) the task again; a repeated poll is counted."""
     async with db.transaction() as conn:
         await conn.execute(
             "UPDATE tasks SET poll_attempts = poll_attempts "
             "+ CASE WHEN state = 'rendering' THEN 1 ELSE 0 END, "
-            "next_poll_at = ?, updated_at = ? "
-            "WHERE id = ? AND state IN ('rendering', 'delivering')",
-            (next_attempt_at, utcnow(), task_id),
+            "next_poll_at = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE id = ? AND lease_owner = ? AND state IN ('rendering', 'delivering')",
+            (next_attempt_at, utcnow(), task_id, owner),
         )
 
 
-async def begin_delivery_attempt(db: Database, task_id: str) -> int:
+async def begin_delivery_attempt(db: Database, task_id: str, *, owner: str) -> int:
     """Count a delivery attempt before it touches Discord; return which attempt this is.
 
     An attempt above 1 means an earlier one may have posted the clip without living to
-    record it, so the caller looks for that post before posting again.
+    record it, so the caller looks for that post before posting again. 0: the task is no
+    longer delivering, or no longer `owner`'s.
     """
     async with db.transaction() as conn:
         row = await conn.fetchone(
             "UPDATE tasks SET delivery_attempts = delivery_attempts + 1, updated_at = ? "
-            "WHERE id = ? AND state = 'delivering' RETURNING delivery_attempts",
-            (utcnow(), task_id),
+            "WHERE id = ? AND lease_owner = ? AND state = 'delivering' "
+            "RETURNING delivery_attempts",
+            (utcnow(), task_id, owner),
         )
     return 0 if row is None else int(row[0])
 
@@ -300,10 +331,11 @@ async def mark_delivering(
     task_id: str,
     result_urls: tuple[str, ...],
     *,
+    owner: str,
     ready_seconds: float | None,
     next_poll_at: float,
 ) -> bool:
-    """Record the clip's URLs; delivery may now begin.
+    """Record the clip's URLs; delivery may now begin, by the same owner.
 
     `ready_seconds` is when the render was seen done, for the schedule to learn from; None
     when its polls bound it too loosely to teach anything.
@@ -313,7 +345,9 @@ async def mark_delivering(
             conn,
             task_id,
             TaskState.DELIVERING,
+            owner=owner,
             allowed_from=(TaskState.RENDERING,),
+            release=False,
             result_urls=json.dumps(list(result_urls)),
             ready_seconds=ready_seconds,
             next_poll_at=next_poll_at,
@@ -321,7 +355,13 @@ async def mark_delivering(
 
 
 async def mark_delivered(
-    db: Database, task_id: str, *, via: str, message_id: int | None, channel_id: int | None
+    db: Database,
+    task_id: str,
+    *,
+    owner: str,
+    via: str,
+    message_id: int | None,
+    channel_id: int | None,
 ) -> bool:
     """Record where the clip was posted; the task is done."""
     async with db.transaction() as conn:
@@ -329,6 +369,7 @@ async def mark_delivered(
             conn,
             task_id,
             TaskState.DONE,
+            owner=owner,
             allowed_from=(TaskState.DELIVERING,),
             delivered_via=via,
             delivery_message_id=message_id,
@@ -336,43 +377,123 @@ async def mark_delivered(
         )
 
 
-async def due(db: Database, now: float, *, limit: int, exclude: Collection[str] = ()) -> list[Task]:
-    """Return tasks whose next poll or delivery attempt has come, soonest (then oldest) first."""
-    # Taken before the query: a job that finishes and leaves `exclude` while the query runs
-    # (another connection, on PostgreSQL) may be read as it was before it finished.
-    exclude = frozenset(exclude)
-    rows = await db.fetchall(
-        "SELECT * FROM tasks WHERE state IN ('rendering', 'delivering') AND next_poll_at <= ? "
-        "ORDER BY next_poll_at, rowid LIMIT ?",
-        (now, limit + len(exclude)),
-    )
-    tasks = [Task.from_row(row) for row in rows if row["id"] not in exclude]
-    return tasks[:limit]
-
-
-async def next_due_at(db: Database, *, exclude: Collection[str] = ()) -> float | None:
-    """Return when the soonest poll or delivery attempt is due, leaving out tasks in hand."""
-    # PostgreSQL refuses an empty `NOT IN ()`; only placeholders are interpolated.
-    placeholders = ", ".join("?" for _ in exclude)
-    row = await db.fetchone(
-        "SELECT MIN(next_poll_at) FROM tasks WHERE state IN ('rendering', 'delivering')"  # noqa: S608
-        + (f" AND id NOT IN ({placeholders})" if exclude else ""),
-        tuple(exclude),
-    )
-    return None if row is None or row[0] is None else float(row[0])
-
-
-async def stranded_submissions(
-    db: Database, *, created_before: str, exclude: Collection[str] = ()
+async def claim_due(
+    db: Database, *, owner: str, now: float, lease_until: float, limit: int
 ) -> list[Task]:
-    """Return tasks charged but never confirmed by the provider, whose submitter is gone."""
-    # `exclude` is read after the query, unlike in `due`: a submission that commits while
-    # the query runs (another connection, on PostgreSQL) has joined it by then.
-    rows = await db.fetchall(
-        "SELECT * FROM tasks WHERE state = 'submitting' AND created_at < ? ORDER BY created_at",
-        (created_before,),
+    """Claim up to `limit` tasks whose next poll or delivery attempt has come, soonest first.
+
+    A task is free when nobody holds it or its holder's lease ran out (that process died or
+    stalled); on PostgreSQL rows another process is claiming this instant are skipped.
+    """
+    async with db.transaction() as conn:
+        rows = await conn.fetchall(
+            "UPDATE tasks SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("  # noqa: S608
+            "SELECT id FROM tasks WHERE state IN ('rendering', 'delivering') "
+            "AND next_poll_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?) "
+            f"ORDER BY next_poll_at, rowid LIMIT ?{db.skip_locked}) RETURNING *",
+            (owner, lease_until, now, now, limit),
+        )
+    tasks = [Task.from_row(row) for row in rows]
+    tasks.sort(key=lambda task: task.next_poll_at or 0.0)
+    return tasks
+
+
+async def next_due_at(db: Database, *, owner: str) -> float | None:
+    """Return when the soonest poll or delivery attempt of a task `owner` could claim is due."""
+    free = await db.fetchone(
+        "SELECT next_poll_at FROM tasks WHERE state IN ('rendering', 'delivering') "
+        "AND lease_owner IS NULL ORDER BY next_poll_at LIMIT 1"
     )
-    return [Task.from_row(row) for row in rows if row["id"] not in exclude]
+    # Another process's task comes free when its lease runs out, if not handed back before.
+    held = await db.fetchone(
+        "SELECT MIN(CASE WHEN next_poll_at > lease_expires_at THEN next_poll_at "
+        "ELSE lease_expires_at END) FROM tasks WHERE lease_owner IS NOT NULL "
+        "AND lease_owner <> ? AND state IN ('rendering', 'delivering')",
+        (owner,),
+    )
+    found = [float(row[0]) for row in (free, held) if row is not None and row[0] is not None]
+    return min(found, default=None)
+
+
+async def claim_stranded(
+    db: Database, *, owner: str, now: float, lease_until: float, limit: int = 100
+) -> list[Task]:
+    """Claim tasks charged but never confirmed by the provider, whose submitter is gone.
+
+    Its submitter renews the lease while it waits for the provider; a lease that ran out
+    means that process died or lost its database before it could record the answer.
+    """
+    async with db.transaction() as conn:
+        rows = await conn.fetchall(
+            "UPDATE tasks SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("  # noqa: S608
+            "SELECT id FROM tasks WHERE state = 'submitting' "
+            "AND (lease_expires_at IS NULL OR lease_expires_at < ?) "
+            f"ORDER BY created_at LIMIT ?{db.skip_locked}) RETURNING *",
+            (owner, lease_until, now, limit),
+        )
+    return sorted((Task.from_row(row) for row in rows), key=lambda task: task.created_at)
+
+
+async def holds(db: Database, task_id: str, owner: str, now: float) -> bool:
+    """Whether `owner`'s lease on the task still runs at `now`."""
+    row = await db.fetchone(
+        "SELECT 1 FROM tasks WHERE id = ? AND lease_owner = ? AND lease_expires_at > ?",
+        (task_id, owner, now),
+    )
+    return row is not None
+
+
+async def renew_leases(
+    db: Database, *, owner: str, task_ids: Collection[str], lease_until: float
+) -> int:
+    """Extend `owner`'s leases on the tasks it is working on; return how many it still holds."""
+    ids = list(task_ids)
+    held = 0
+    async with db.transaction() as conn:
+        # Chunks keep every statement far below SQLite's limit on parameters.
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            placeholders = ", ".join("?" for _ in chunk)
+            held += await conn.execute(
+                "UPDATE tasks SET lease_expires_at = ? "  # noqa: S608 - only placeholders
+                f"WHERE lease_owner = ? AND id IN ({placeholders})",
+                (lease_until, owner, *chunk),
+            )
+    return held
+
+
+async def release_leases(
+    db: Database, *, owner: str, task_ids: Collection[str] | None = None
+) -> int:
+    """Hand back `owner`'s leases (all of them when `task_ids` is None); return how many."""
+    ids = None if task_ids is None else list(task_ids)
+    async with db.transaction() as conn:
+        if ids is None:
+            return await conn.execute(
+                "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE lease_owner = ?",
+                (owner,),
+            )
+        released = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            placeholders = ", ".join("?" for _ in chunk)
+            released += await conn.execute(
+                "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL "  # noqa: S608
+                f"WHERE lease_owner = ? AND id IN ({placeholders})",
+                (owner, *chunk),
+            )
+        return released
+
+
+async def release_other_leases(db: Database, *, owner: str) -> int:
+    """Hand back every lease not `owner`'s: for a process that knows it is the only one."""
+    async with db.transaction() as conn:
+        return await conn.execute(
+            "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE lease_owner IS NOT NULL AND lease_owner <> ?",
+            (owner,),
+        )
 
 
 async def for_member(

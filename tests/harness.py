@@ -15,7 +15,7 @@ import discord
 from bot import open_bot
 from core.bot import VideoBot
 from core.settings import Settings
-from db import credits
+from db import Database, credits
 from db import tasks as task_store
 from db.tasks import NewTask, Task
 from provider.models import price
@@ -36,6 +36,20 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "backoff_cap": 0.05,
     "max_rps": 0,
 }
+
+
+# The owner the tests' own steps claim tasks as, and a lease that never runs out by itself.
+OWNER = "tests"
+FOREVER = 1e12
+
+
+async def claim(db: Database, task_id: str, owner: str = OWNER) -> None:
+    """Take the lease on a task, as the poller's claim does before each of its steps."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE tasks SET lease_owner = ?, lease_expires_at = ? WHERE id = ?",
+            (owner, FOREVER, task_id),
+        )
 
 
 def new_task(
@@ -171,7 +185,11 @@ class Harness:
             fake.guild_id, user_id or fake.user_id, channel_id=fake.channel_id, **options
         )
         task, _ = await task_store.reserve(
-            self.bot.db, request, starting_credits=self.settings.default_credits
+            self.bot.db,
+            request,
+            owner=OWNER,
+            lease_until=FOREVER,
+            starting_credits=self.settings.default_credits,
         )
         return task
 

@@ -117,6 +117,8 @@ def tasks(draw: st.DrawFn) -> Task:
         updated_at=stamp,
         running_seconds=None,
         ready_seconds=None,
+        lease_owner=None,
+        lease_expires_at=None,
     )
 
 
@@ -411,4 +413,6 @@ def done_task() -> Task:
         updated_at=stamp,
         running_seconds=None,
         ready_seconds=None,
+        lease_owner=None,
+        lease_expires_at=None,
     )

@@ -21,9 +21,12 @@ from provider.models import GenerationRequest
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
 from tests.harness import (
+    FOREVER,
+    OWNER,
     Harness,
     assert_only_requester_can_be_pinged,
     bot_settings,
+    claim,
     new_task,
     running_bot,
 )
@@ -47,7 +50,10 @@ async def generate(harness: Harness, prompt: str = PROMPT, **context: Any) -> st
 async def charge_without_submitting(db: Database, fake: FakeDiscord) -> Task:
     """Leave what a crash between the charge and the provider's answer leaves: a paid task."""
     request = new_task(fake.guild_id, fake.user_id, channel_id=fake.channel_id)
-    task, _ = await task_store.reserve(db, request, starting_credits=260)
+    # Its lease ran out long ago: the process that charged it is gone.
+    task, _ = await task_store.reserve(
+        db, request, owner=OWNER, lease_until=0.0, starting_credits=260
+    )
     return task
 
 
@@ -122,16 +128,24 @@ async def finished_render(
 ) -> None:
     """Record a render of the 5 s silent preset that was running at `running` s, done at `ready`."""
     request = new_task(fake.guild_id, user_id, channel_id=fake.channel_id)
-    task, _ = await task_store.reserve(db, request, starting_credits=260)
+    task, _ = await task_store.reserve(
+        db, request, owner=OWNER, lease_until=FOREVER, starting_credits=260
+    )
     never = 1e12
-    assert await task_store.mark_rendering(db, task.id, f"sd15p_{user_id}", next_poll_at=never)
-    await task_store.still_running(db, task.id, running_seconds=running, next_poll_at=never)
+    assert await task_store.mark_rendering(
+        db, task.id, f"sd15p_{user_id}", owner=OWNER, next_poll_at=never
+    )
+    await claim(db, task.id)
+    await task_store.still_running(
+        db, task.id, owner=OWNER, running_seconds=running, next_poll_at=never
+    )
     clip = ("https://cdn/x.mp4",)
+    await claim(db, task.id)
     assert await task_store.mark_delivering(
-        db, task.id, clip, ready_seconds=ready, next_poll_at=never
+        db, task.id, clip, owner=OWNER, ready_seconds=ready, next_poll_at=never
     )
     assert await task_store.mark_delivered(
-        db, task.id, via="attachment", message_id=1, channel_id=fake.channel_id
+        db, task.id, owner=OWNER, via="attachment", message_id=1, channel_id=fake.channel_id
     )
 
 
@@ -211,8 +225,15 @@ async def test_a_repeated_delivery_posts_once(harness: Harness) -> None:
     harness.fake.nonce_window = 0
     harness.simulator.finish(task.provider_task_id)
     status = await harness.bot.provider.status(task.provider_task_id)
+    owner = harness.bot.claims.owner  # as the bot's own poller would have claimed it
+    await claim(harness.bot.db, task_id, owner)
     assert await task_store.mark_delivering(
-        harness.bot.db, task_id, status.response_urls, ready_seconds=1.0, next_poll_at=1e12
+        harness.bot.db,
+        task_id,
+        status.response_urls,
+        owner=owner,
+        ready_seconds=1.0,
+        next_poll_at=1e12,
     )
     delivering = await task_store.get(harness.bot.db, task_id)
     assert delivering is not None
@@ -274,7 +295,7 @@ async def test_a_submission_cut_off_by_a_restart_is_refunded_as_uncertain(
 async def test_the_poller_survives_a_failing_tick(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real_due = task_store.due
+    real_due = task_store.claim_due
     failures: list[int] = []
 
     async def due_failing_once(*args: Any, **kwargs: Any) -> list[Any]:
@@ -283,7 +304,7 @@ async def test_the_poller_survives_a_failing_tick(
             raise RuntimeError("database went away for a moment")
         return await real_due(*args, **kwargs)
 
-    monkeypatch.setattr(task_store, "due", due_failing_once)
+    monkeypatch.setattr(task_store, "claim_due", due_failing_once)
     task_id = await generate(harness)
     await harness.wait_for_task(task_id, "done")
     assert failures == [1]
@@ -357,9 +378,6 @@ async def test_the_poller_works_on_at_most_its_concurrency_at_once(harness: Harn
 async def test_a_charge_whose_submitter_died_is_refunded_without_a_restart(
     harness: Harness,
 ) -> None:
-    rendering(
-        harness.bot
-    ).poller.stranded_after = 0.0  # in production: 30 s, so a refund within a minute
     rendering(harness.bot).poller.sweep_every = 0.05
     fake = harness.fake
     stranded = await charge_without_submitting(harness.bot.db, fake)
@@ -381,8 +399,15 @@ async def test_a_restart_while_delivering_posts_exactly_once(
         simulator.finish(task.provider_task_id)
         status = await first.bot.provider.status(task.provider_task_id)
         # The run stops right after recording the clip's URLs, before posting it.
+        owner = first.bot.claims.owner  # as its poller would have claimed it
+        await claim(first.bot.db, task_id, owner)
         await task_store.mark_delivering(
-            first.bot.db, task_id, status.response_urls, ready_seconds=1.0, next_poll_at=0
+            first.bot.db,
+            task_id,
+            status.response_urls,
+            owner=owner,
+            ready_seconds=1.0,
+            next_poll_at=0,
         )
     assert clip_posts(fake, fake.channel_id) == []
     async with running_bot(fake, simulator, settings) as second:
@@ -465,7 +490,9 @@ async def test_tasks_due_together_are_polled_in_turn(harness: Harness) -> None:
             GenerationRequest(f"scene {number}", "16:9", 5)
         )
         task = await harness.reserve(3000 + number, prompt=f"scene {number}")
-        await task_store.mark_rendering(harness.bot.db, task.id, provider_id, next_poll_at=1e12)
+        await task_store.mark_rendering(
+            harness.bot.db, task.id, provider_id, owner=OWNER, next_poll_at=1e12
+        )
         ours[provider_id] = task.id
     # All due at the same moment, so no tick starts on the first ones early.
     async with harness.bot.db.transaction() as conn:
@@ -534,7 +561,7 @@ async def test_a_render_first_polled_long_after_it_was_due_teaches_nothing(
     provider_id = await harness.bot.provider.generate(GenerationRequest("left behind", "16:9", 5))
     harness.simulator.finish(provider_id)
     task = await harness.reserve(prompt="left behind")
-    assert await task_store.mark_rendering(db, task.id, provider_id, next_poll_at=1e12)
+    assert await task_store.mark_rendering(db, task.id, provider_id, owner=OWNER, next_poll_at=1e12)
     # Submitted 100 s ago, its first poll (due after 0.05 s) never happened; due now.
     async with db.transaction() as conn:
         await conn.execute(

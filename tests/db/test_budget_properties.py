@@ -28,7 +28,7 @@ from db.states import TaskState
 from db.tasks import NewTask
 from provider.models import PRICES
 from tests import postgres
-from tests.harness import new_task
+from tests.harness import FOREVER, OWNER, claim, new_task
 
 GUILDS = (1, 2)
 MEMBERS = (11, 12, 13)
@@ -81,7 +81,12 @@ def request_for(guild: int, user: int, duration: int, sound: bool) -> NewTask:
 async def reserve(db: Database, request: NewTask) -> str | None:
     try:
         task, _ = await task_store.reserve(
-            db, request, starting_credits=DEFAULT_CREDITS, max_credits_per_day=CEILING
+            db,
+            request,
+            owner=OWNER,
+            lease_until=FOREVER,
+            starting_credits=DEFAULT_CREDITS,
+            max_credits_per_day=CEILING,
         )
     except (NotEnoughCredits, budgets.BudgetRefusal):
         return None
@@ -169,15 +174,19 @@ async def step(db: Database, op: tuple[Any, ...], tasks: list[str], now: list[da
             task_id,
             TaskState.FAILED,
             "provider failed",
+            owner=OWNER,
             allowed_from=(TaskState.SUBMITTING, TaskState.RENDERING),
         )
     elif kind == "deliver" and tasks:
         task_id = tasks[op[1] % len(tasks)]
-        await task_store.mark_rendering(db, task_id, f"sd_{task_id}", next_poll_at=0)
+        await task_store.mark_rendering(db, task_id, f"sd_{task_id}", owner=OWNER, next_poll_at=0)
+        await claim(db, task_id)
         await task_store.mark_delivering(
-            db, task_id, ("https://x/clip.mp4",), ready_seconds=1.0, next_poll_at=0
+            db, task_id, ("https://x/clip.mp4",), owner=OWNER, ready_seconds=1.0, next_poll_at=0
         )
-        await task_store.mark_delivered(db, task_id, via="link", message_id=1, channel_id=5)
+        await task_store.mark_delivered(
+            db, task_id, owner=OWNER, via="link", message_id=1, channel_id=5
+        )
     elif kind == "grant":
         (guild, user), amount = op[1], op[2]
         if amount:

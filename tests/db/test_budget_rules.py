@@ -11,7 +11,7 @@ from db import Database, budgets, credits, reports
 from db import tasks as task_store
 from db.states import TaskState
 from db.tasks import NewTask
-from tests.harness import new_task
+from tests.harness import FOREVER, OWNER, new_task
 
 GUILD, USER, ROLE, ADMIN = 1, 11, 500, 99
 WEDNESDAY = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -36,12 +36,16 @@ async def test_switching_the_allowance_period_never_refills_twice(db: Database) 
         await budgets.set_allowance(db, GUILD, 260, "week", actor_id=ADMIN)
         assert await credits.balance(db, GUILD, USER, 100) == 260
         await budgets.set_max_concurrent(db, GUILD, 20, actor_id=ADMIN)
-        await task_store.reserve(db, request(), starting_credits=100)
+        await task_store.reserve(
+            db, request(), owner=OWNER, lease_until=FOREVER, starting_credits=100
+        )
         periods: tuple[budgets.Period, ...] = ("month", "week", "day", "week")
         for period in periods:
             await budgets.set_allowance(db, GUILD, 260, period, actor_id=ADMIN)
             if await credits.balance(db, GUILD, USER, 100) >= 260:
-                await task_store.reserve(db, request(), starting_credits=100)
+                await task_store.reserve(
+                    db, request(), owner=OWNER, lease_until=FOREVER, starting_credits=100
+                )
         reasons = [e.reason for e in await credits.ledger_for(db, GUILD, USER)]
         # Every period that holds Wednesday noon had its top-up already (the welcome).
         assert reasons == ["welcome", "charge"]
@@ -59,10 +63,12 @@ async def test_a_first_command_that_is_not_generate_still_gives_the_role_allowan
 async def test_usage_counts_a_refund_in_the_period_its_task_was_charged(db: Database) -> None:
     last_day = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
     with at(last_day) as now:
-        task, _ = await task_store.reserve(db, request(), starting_credits=1000)
+        task, _ = await task_store.reserve(
+            db, request(), owner=OWNER, lease_until=FOREVER, starting_credits=1000
+        )
         now[0] = last_day + timedelta(minutes=2)  # December
         await task_store.finish_with_refund(
-            db, task.id, TaskState.FAILED, "x", allowed_from=(TaskState.SUBMITTING,)
+            db, task.id, TaskState.FAILED, "x", owner=OWNER, allowed_from=(TaskState.SUBMITTING,)
         )
         december = budgets.period_start("month", now[0])
         november = budgets.period_start("month", last_day)

@@ -17,7 +17,7 @@ from db import Database, budgets, credits, open_database
 from db import tasks as task_store
 from db.credits import NotEnoughCredits
 from db.states import TaskState
-from tests.harness import new_task
+from tests.harness import FOREVER, OWNER, new_task
 
 GUILD, OTHER_GUILD, ADMIN = 10, 11, 1
 ATTEMPTS = 12  # reservations started at once, half through each process
@@ -48,6 +48,8 @@ async def _reserve_at_once(
             await task_store.reserve(
                 first if index % 2 else second,
                 new_task(guild, user, cost=30),
+                owner=OWNER,
+                lease_until=FOREVER,
                 starting_credits=starting_credits,
                 max_credits_per_day=ceiling,
             )
@@ -99,11 +101,18 @@ async def test_the_operator_ceiling_holds_across_servers_and_processes(
 async def test_two_processes_refunding_one_task_refund_it_once(
     db: Database, other: Database
 ) -> None:
-    task, _ = await task_store.reserve(db, new_task(GUILD, 7, cost=30), starting_credits=100)
+    task, _ = await task_store.reserve(
+        db, new_task(GUILD, 7, cost=30), owner=OWNER, lease_until=FOREVER, starting_credits=100
+    )
     results = await asyncio.gather(
         *(
             task_store.finish_with_refund(
-                database, task.id, TaskState.REJECTED, "no", allowed_from=(TaskState.SUBMITTING,)
+                database,
+                task.id,
+                TaskState.REJECTED,
+                "no",
+                owner=OWNER,
+                allowed_from=(TaskState.SUBMITTING,),
             )
             for database in (db, other, db, other)
         )
@@ -129,7 +138,9 @@ async def test_a_refill_is_given_once_when_both_processes_see_the_new_day(
     db: Database, other: Database, request: pytest.FixtureRequest
 ) -> None:
     await budgets.set_allowance(db, GUILD, 100, "day", actor_id=ADMIN)
-    await task_store.reserve(db, new_task(GUILD, 7, cost=30), starting_credits=100)
+    await task_store.reserve(
+        db, new_task(GUILD, 7, cost=30), owner=OWNER, lease_until=FOREVER, starting_credits=100
+    )
     request.getfixturevalue("tomorrow")
     balances = await asyncio.gather(
         *(credits.balance(database, GUILD, 7, 100) for database in (db, other) * 4)

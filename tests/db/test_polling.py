@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from db import Database
 from db import tasks as task_store
-from tests.harness import new_task
+from tests.harness import FOREVER, OWNER, claim, new_task
 
 GUILD = 10
 NEVER = 1e12
@@ -14,8 +14,12 @@ async def rendering(
     db: Database, user: int, next_poll_at: float, *, duration: int = 5, sound: bool = False
 ) -> str:
     preset = new_task(GUILD, user, duration=duration, sound=sound, cost=65)
-    task, _ = await task_store.reserve(db, preset, starting_credits=1000)
-    assert await task_store.mark_rendering(db, task.id, f"sd15p_{user}", next_poll_at=next_poll_at)
+    task, _ = await task_store.reserve(
+        db, preset, owner=OWNER, lease_until=FOREVER, starting_credits=1000
+    )
+    assert await task_store.mark_rendering(
+        db, task.id, f"sd15p_{user}", owner=OWNER, next_poll_at=next_poll_at
+    )
     return task.id
 
 
@@ -23,8 +27,14 @@ async def test_a_poll_that_finds_the_task_running_is_counted_and_kept_as_its_low
     db: Database,
 ) -> None:
     task_id = await rendering(db, 1, NEVER)
-    await task_store.still_running(db, task_id, running_seconds=31.5, next_poll_at=NEVER + 1)
-    await task_store.still_running(db, task_id, running_seconds=41.5, next_poll_at=NEVER + 2)
+    await claim(db, task_id)
+    await task_store.still_running(
+        db, task_id, owner=OWNER, running_seconds=31.5, next_poll_at=NEVER + 1
+    )
+    await claim(db, task_id)
+    await task_store.still_running(
+        db, task_id, owner=OWNER, running_seconds=41.5, next_poll_at=NEVER + 2
+    )
     task = await task_store.get(db, task_id)
     assert task is not None
     assert (task.poll_attempts, task.running_seconds, task.next_poll_at) == (2, 41.5, NEVER + 2)
@@ -33,13 +43,23 @@ async def test_a_poll_that_finds_the_task_running_is_counted_and_kept_as_its_low
 async def test_recent_renders_are_each_presets_latest_with_their_bounds(db: Database) -> None:
     for user in range(25):
         task_id = await rendering(db, user, NEVER)
-        await task_store.still_running(db, task_id, running_seconds=user, next_poll_at=NEVER)
+        await claim(db, task_id)
+        await task_store.still_running(
+            db, task_id, owner=OWNER, running_seconds=user, next_poll_at=NEVER
+        )
+        await claim(db, task_id)
         assert await task_store.mark_delivering(
-            db, task_id, ("https://cdn/x.mp4",), ready_seconds=user + 10.0, next_poll_at=NEVER
+            db,
+            task_id,
+            ("https://cdn/x.mp4",),
+            owner=OWNER,
+            ready_seconds=user + 10.0,
+            next_poll_at=NEVER,
         )
     loud = await rendering(db, 99, NEVER, duration=10, sound=True)
+    await claim(db, loud)
     assert await task_store.mark_delivering(
-        db, loud, ("https://cdn/y.mp4",), ready_seconds=150.0, next_poll_at=NEVER
+        db, loud, ("https://cdn/y.mp4",), owner=OWNER, ready_seconds=150.0, next_poll_at=NEVER
     )
     # Still rendering: nothing to learn yet.
     await rendering(db, 100, NEVER)
@@ -70,5 +90,5 @@ async def test_overdue_tasks_get_turns_oldest_first_at_the_given_pace(db: Databa
     # The one overdue longest goes first; each next one a quarter second later.
     assert [await due_at(late[user]) for user in range(4)] == [1000.0, 1000.25, 1000.5, 1000.75]
     assert await due_at(not_yet) == now + 50
-    due = await task_store.due(db, now + 0.5, limit=10)
+    due = await task_store.claim_due(db, owner=OWNER, now=now + 0.5, lease_until=FOREVER, limit=10)
     assert [task.id for task in due] == [late[0], late[1], late[2]]
