@@ -1,7 +1,7 @@
-"""What every process on one database shares: who is running, IDENTIFY slots, provider turns.
+"""What every process on one database shares: who is running, and the IDENTIFY slots.
 
-Each is a few rows and one short transaction, serialized so that processes starting or
-sending at the same moment take turns instead of racing.
+Each is a few rows and one short transaction, serialized so that processes starting at
+the same moment take turns instead of racing.
 """
 
 from __future__ import annotations
@@ -136,31 +136,6 @@ async def take_identify_slot(db: Database, *, now: float, gap: float) -> float:
     its processes; taking the slots from one row makes processes starting together queue.
     """
     return await _take_slot(db, "identify_next_at", now=now, gap=gap)
-
-
-class ProviderTurns:
-    """PROVIDER_MAX_RPS for every process together: turns taken from one row.
-
-    Each request takes the next free moment and moves it on by the requester's gap, so the
-    processes' requests are spaced as one client's would be; a 429 seen by any of them
-    moves that moment past its pause for all.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def take(self, *, now: float, gap: float) -> float:
-        """Return when this request may start (wall-clock seconds) and hold that turn."""
-        return await _take_slot(self.db, "provider_next_at", now=now, gap=gap)
-
-    async def pause(self, *, until: float) -> None:
-        """Hold every process's next request until `until`."""
-        async with self.db.transaction() as conn:
-            await conn.serialize("provider_next_at")
-            row = await conn.fetchone("SELECT value FROM bot_state WHERE key = 'provider_next_at'")
-            if row is not None and float(row["value"]) >= until:
-                return
-            await _write_slot(conn, "provider_next_at", until)
 
 
 async def _take_slot(db: Database, key: str, *, now: float, gap: float) -> float:
