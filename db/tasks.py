@@ -380,39 +380,18 @@ async def mark_delivered(
 async def claim_due(
     db: Database, *, owner: str, now: float, lease_until: float, limit: int
 ) -> list[Task]:
-    """Claim up to `limit` tasks whose next poll or delivery attempt has come, soonest first.
-
-    A task is free when nobody holds it or its holder's lease ran out (that process died or
-    stalled); on PostgreSQL rows another process is claiming this instant are skipped.
-    """
-    async with db.transaction() as conn:
-        rows = await conn.fetchall(
-            "UPDATE tasks SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("  # noqa: S608
-            "SELECT id FROM tasks WHERE state IN ('rendering', 'delivering') "
-            "AND next_poll_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?) "
-            f"ORDER BY next_poll_at, rowid LIMIT ?{db.skip_locked}) RETURNING *",
-            (owner, lease_until, now, now, limit),
-        )
-    tasks = [Task.from_row(row) for row in rows]
-    tasks.sort(key=lambda task: task.next_poll_at or 0.0)
-    return tasks
-
-
-async def next_due_at(db: Database, *, owner: str) -> float | None:
-    """Return when the soonest poll or delivery attempt of a task `owner` could claim is due."""
-    free = await db.fetchone(
-        "SELECT next_poll_at FROM tasks WHERE state IN ('rendering', 'delivering') "
-        "AND lease_owner IS NULL ORDER BY next_poll_at LIMIT 1"
+    """Claim up to `limit` tasks whose next poll or delivery attempt has come, soonest first."""
+    tasks = await _claim(
+        db,
+        "state IN ('rendering', 'delivering') AND next_poll_at <= ?",
+        (now,),
+        order="next_poll_at, rowid",
+        owner=owner,
+        now=now,
+        lease_until=lease_until,
+        limit=limit,
     )
-    # Another process's task comes free when its lease runs out, if not handed back before.
-    held = await db.fetchone(
-        "SELECT MIN(CASE WHEN next_poll_at > lease_expires_at THEN next_poll_at "
-        "ELSE lease_expires_at END) FROM tasks WHERE lease_owner IS NOT NULL "
-        "AND lease_owner <> ? AND state IN ('rendering', 'delivering')",
-        (owner,),
-    )
-    found = [float(row[0]) for row in (free, held) if row is not None and row[0] is not None]
-    return min(found, default=None)
+    return sorted(tasks, key=lambda task: task.next_poll_at or 0.0)
 
 
 async def claim_stranded(
@@ -423,15 +402,61 @@ async def claim_stranded(
     Its submitter renews the lease while it waits for the provider; a lease that ran out
     means that process died or lost its database before it could record the answer.
     """
+    tasks = await _claim(
+        db,
+        "state = 'submitting'",
+        (),
+        order="created_at",
+        owner=owner,
+        now=now,
+        lease_until=lease_until,
+        limit=limit,
+    )
+    return sorted(tasks, key=lambda task: task.created_at)
+
+
+async def _claim(
+    db: Database,
+    where: str,
+    params: tuple[object, ...],
+    *,
+    order: str,
+    owner: str,
+    now: float,
+    lease_until: float,
+    limit: int,
+) -> list[Task]:
+    """Lease to `owner` up to `limit` free tasks matching `where`, first by `order`.
+
+    A task is free when nobody holds it or its holder's lease ran out (that process died or
+    stalled); on PostgreSQL, rows another process is claiming this instant are skipped.
+    """
     async with db.transaction() as conn:
         rows = await conn.fetchall(
-            "UPDATE tasks SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("  # noqa: S608
-            "SELECT id FROM tasks WHERE state = 'submitting' "
+            "UPDATE tasks SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("  # noqa: S608 - ours
+            f"SELECT id FROM tasks WHERE {where} "
             "AND (lease_expires_at IS NULL OR lease_expires_at < ?) "
-            f"ORDER BY created_at LIMIT ?{db.skip_locked}) RETURNING *",
-            (owner, lease_until, now, limit),
+            f"ORDER BY {order} LIMIT ?{db.skip_locked}) RETURNING *",
+            (owner, lease_until, *params, now, limit),
         )
-    return sorted((Task.from_row(row) for row in rows), key=lambda task: task.created_at)
+    return [Task.from_row(row) for row in rows]
+
+
+async def next_due_at(db: Database, *, owner: str) -> float | None:
+    """Return when the soonest poll or delivery attempt of a task `owner` could claim is due."""
+    # One round trip for the poller's every tick: the soonest free task, and the soonest
+    # moment another process's task comes free (its lease runs out, if not handed back).
+    row = await db.fetchone(
+        "SELECT (SELECT next_poll_at FROM tasks WHERE state IN ('rendering', 'delivering') "
+        "AND lease_owner IS NULL ORDER BY next_poll_at LIMIT 1), "
+        "(SELECT MIN(CASE WHEN next_poll_at > lease_expires_at THEN next_poll_at "
+        "ELSE lease_expires_at END) FROM tasks WHERE lease_owner IS NOT NULL "
+        "AND lease_owner <> ? AND state IN ('rendering', 'delivering'))",
+        (owner,),
+    )
+    assert row is not None
+    found = [float(value) for value in (row[0], row[1]) if value is not None]
+    return min(found, default=None)
 
 
 async def holds(db: Database, task_id: str, owner: str, now: float) -> bool:
@@ -462,28 +487,13 @@ async def renew_leases(
     return held
 
 
-async def release_leases(
-    db: Database, *, owner: str, task_ids: Collection[str] | None = None
-) -> int:
-    """Hand back `owner`'s leases (all of them when `task_ids` is None); return how many."""
-    ids = None if task_ids is None else list(task_ids)
+async def release_leases(db: Database, *, owner: str) -> int:
+    """Hand back every lease `owner` holds; return how many."""
     async with db.transaction() as conn:
-        if ids is None:
-            return await conn.execute(
-                "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE lease_owner = ?",
-                (owner,),
-            )
-        released = 0
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            placeholders = ", ".join("?" for _ in chunk)
-            released += await conn.execute(
-                "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL "  # noqa: S608
-                f"WHERE lease_owner = ? AND id IN ({placeholders})",
-                (owner, *chunk),
-            )
-        return released
+        return await conn.execute(
+            "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?",
+            (owner,),
+        )
 
 
 async def release_other_leases(db: Database, *, owner: str) -> int:
