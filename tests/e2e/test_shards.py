@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from db.tasks import Task
 from provider.simulator import ProviderSimulator
 from tests import payloads
@@ -117,3 +119,21 @@ async def test_a_process_without_a_gateway_delivers_what_another_started(
     assert fake.identify_count == identified  # it never opened a gateway session
     assert await worker.terminate() == 0
     assert not any("Traceback" in line for line in worker.output), worker.output
+
+
+async def test_a_second_process_that_would_serve_the_same_shards_refuses_to_start(
+    tmp_path: Path, database_url: str, fake: FakeDiscord, simulator: ProviderSimulator
+) -> None:
+    first = BotProcess(fake, simulator, tmp_path / "bot.db", database_url=database_url)
+    await first.start()
+    # Same database, every shard again: on SQLite any second process, on PostgreSQL the
+    # overlap with the live process's shards.
+    second = BotProcess(fake, simulator, tmp_path / "bot.db", database_url=database_url)
+    with pytest.raises(AssertionError, match="never connected"):
+        await second.start()
+    assert second.process is not None and second.process.returncode == 2
+    [refusal] = [line for line in second.output if line.startswith("error:")]
+    expected = "is running on" if database_url.startswith("sqlite") else "every shard"
+    assert expected in refusal and not any("Traceback" in line for line in second.output)
+    assert fake.identify_count == 1, "the refused process never reached the gateway"
+    assert await first.terminate() == 0
