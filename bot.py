@@ -19,7 +19,8 @@ from dotenv import find_dotenv, load_dotenv
 from core import logs, monitoring, selfcheck
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
-from db import DatabaseUnavailable, ProcessConflict, open_database
+from db import DatabaseUnavailable, ProcessConflict
+from db.backends import open_database
 from provider.client import SeedanceClient
 from provider.simulator import ProviderSimulator
 

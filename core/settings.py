@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from db import DatabaseURLError, dialect_of, redacted
+from db import DatabaseURLError, redacted
+from db.backends import dialect_of
 
 DEFAULT_API_BASE = "https://seedance1-5pro.com/api"
 DEFAULT_DATABASE_URL = "sqlite:///data/seedance-bot.db"

@@ -85,21 +85,6 @@ def migrations(dialect: Dialect = "sqlite") -> list[tuple[int, str, str]]:
     return found
 
 
-def dialect_of(url: str) -> Dialect:
-    """Return which backend a DATABASE_URL selects; raise DatabaseURLError for anything else."""
-    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return "sqlite"
-    if url.startswith(("postgresql://", "postgres://")):
-        from db.postgres import connect_options
-
-        connect_options(url)  # raises on a malformed URL, before anything connects
-        return "postgres"
-    raise DatabaseURLError(
-        "DATABASE_URL must look like sqlite:///relative/path.db, sqlite:////absolute/path.db "
-        "or postgresql://USER:PASSWORD@HOST:PORT/NAME"
-    )
-
-
 def redacted(url: str) -> str:
     """Return the URL with its password, if any, replaced by `***`: safe to log or show."""
     scheme, sep, rest = url.partition("://")
@@ -206,14 +191,3 @@ class Database(ABC):
                 "updated_at = excluded.updated_at",
                 (key, value, utcnow()),
             )
-
-
-async def open_database(url: str, *, target_version: int | None = None) -> Database:
-    """Open the database DATABASE_URL names (creating a SQLite file if needed) and migrate it."""
-    if dialect_of(url) == "postgres":
-        from db.postgres import PostgresDatabase
-
-        return await PostgresDatabase.open(url, target_version=target_version)
-    from db.sqlite import SqliteDatabase, sqlite_path
-
-    return await SqliteDatabase.open(sqlite_path(url), target_version=target_version)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from db import Database, open_database
+from db import Database
+from db.backends import open_database
 from provider.simulator import ProviderSimulator
 from tests import postgres
 from tests.fakediscord import FakeDiscord

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from db import migrations, open_database
+from db import migrations
+from db.backends import open_database
 from db.postgres import connect_options
 
 SERVER_URL = os.environ.get("TEST_DATABASE_URL", "")

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from core import selfcheck
-from db import migrations, open_database
+from db import migrations
+from db.backends import open_database
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
 from tests.harness import API_KEY, TOKEN, bot_settings

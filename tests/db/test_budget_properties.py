@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import db as db_module
-from db import Database, budgets, credits, open_database
+from db import Database, budgets, credits
 from db import tasks as task_store
+from db.backends import open_database
 from db.credits import NotEnoughCredits
 from db.states import TaskState
 from db.tasks import NewTask

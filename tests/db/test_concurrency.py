@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import db as db_module
-from db import Database, budgets, credits, open_database
+from db import Database, budgets, credits
 from db import tasks as task_store
+from db.backends import open_database
 from db.credits import NotEnoughCredits
 from db.states import TaskState
 from tests.harness import FOREVER, OWNER, new_task

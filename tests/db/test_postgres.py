@@ -14,10 +14,9 @@ from db import (
     DatabaseUnavailable,
     IntegrityError,
     MigrationError,
-    dialect_of,
     migrations,
-    open_database,
 )
+from db.backends import dialect_of, open_database
 from db.postgres import connect_options, numbered
 from tests import postgres
 

@@ -18,7 +18,8 @@ import asyncpg
 
 from bot import open_bot
 from core.settings import Settings
-from db import Row, dialect_of
+from db import Row
+from db.backends import dialect_of
 from db.postgres import connect_options
 from provider.simulator import ProviderSimulator
 from tests.fakediscord import FakeDiscord
