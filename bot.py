@@ -19,7 +19,7 @@ from dotenv import find_dotenv, load_dotenv
 from core import logs, monitoring, selfcheck
 from core.bot import VideoBot
 from core.settings import Settings, SettingsError
-from db import DatabaseUnavailable, ProcessConflict
+from db import DatabaseUnavailable, ProcessConflict, coordination
 from db.backends import open_database
 from provider.client import SeedanceClient
 from provider.simulator import ProviderSimulator
@@ -55,14 +55,16 @@ async def open_bot(
     (tests shorten timeouts and backoff).
     """
     async with aiohttp.ClientSession() as session, provider_base(settings) as base:
-        options = {
-            "max_rps": settings.provider_max_rps,
-            "on_answer": monitoring.provider_answered,
-            **(client_options or {}),
-        }
-        provider = SeedanceClient(session, base, settings.seedance_api_key, **options)
         db = await open_database(settings.database_url)
         try:
+            options = {
+                "max_rps": settings.provider_max_rps,
+                "on_answer": monitoring.provider_answered,
+                # Several processes share the key only on PostgreSQL; SQLite allows one.
+                "shared_pace": coordination.ProviderPace(db) if db.dialect == "postgres" else None,
+                **(client_options or {}),
+            }
+            provider = SeedanceClient(session, base, settings.seedance_api_key, **options)
             async with VideoBot(settings, db, provider, **(bot_options or {})) as bot:
                 yield bot
         finally:

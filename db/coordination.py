@@ -1,4 +1,4 @@
-"""What every process on one database shares: who is running, and the IDENTIFY slots.
+"""What every process on one database shares: who is running, IDENTIFY slots, provider turns.
 
 Each is a few rows and one short transaction, serialized so that processes starting at
 the same moment take turns instead of racing.
@@ -7,6 +7,8 @@ the same moment take turns instead of racing.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from db import Connection, Database, ProcessConflict, utcnow
@@ -136,6 +138,33 @@ async def take_identify_slot(db: Database, *, now: float, gap: float) -> float:
     its processes; taking the slots from one row makes processes starting together queue.
     """
     return await _take_slot(db, "identify_next_at", now=now, gap=gap)
+
+
+class ProviderPace:
+    """PROVIDER_MAX_RPS for every process on this database together (provider.SharedPace).
+
+    The turns come from one row, like the IDENTIFY slots: each request moves the row's
+    "next turn" mark on by its gap. A 429 moves the mark past its Retry-After, so every
+    process holds off; turns handed out before it still go, as they would within one process.
+    """
+
+    KEY = "provider_next_at"
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def take(self, gap: float) -> float:
+        """Take the next provider turn; return the wall-clock time it starts."""
+        return await _take_slot(self._db, self.KEY, now=self._clock(), gap=gap)
+
+    async def hold_off(self, until: float) -> None:
+        """Let no process take a provider turn before `until`."""
+        async with self._db.transaction() as conn:
+            await conn.serialize(self.KEY)
+            row = await conn.fetchone("SELECT value FROM bot_state WHERE key = ?", (self.KEY,))
+            if row is None or float(row["value"]) < until:
+                await _write_slot(conn, self.KEY, until)
 
 
 async def _take_slot(db: Database, key: str, *, now: float, gap: float) -> float:

@@ -12,7 +12,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import aiohttp
 import yarl
@@ -30,7 +30,7 @@ from provider.errors import (
 )
 from provider.models import GenerationRequest, TaskStatus
 
-__all__ = ["SeedanceClient"]
+__all__ = ["SeedanceClient", "SharedPace"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,22 @@ RATE_STEP_SUCCESSES = 8
 MAX_GENERATES_AHEAD_OF_A_POLL = 4
 
 
+class SharedPace(Protocol):
+    """Request turns shared with every other process that calls the provider with this key.
+
+    Times are wall-clock seconds (time.time()), the one clock processes on different
+    machines agree on.
+    """
+
+    async def take(self, gap: float) -> float:
+        """Take the next turn and hold the one after it `gap` seconds away; return its time."""
+        ...
+
+    async def hold_off(self, until: float) -> None:
+        """Let no process send a request before `until` (the provider asked to slow down)."""
+        ...
+
+
 class SeedanceClient:
     """Talk to the Seedance API over one shared aiohttp session."""
 
@@ -73,8 +89,12 @@ class SeedanceClient:
         max_rps: float = 5.0,
         rng: random.Random | None = None,
         on_answer: Callable[[str, str], None] | None = None,
+        shared_pace: SharedPace | None = None,
     ) -> None:
         self._session = session
+        # With several processes on one key, PROVIDER_MAX_RPS holds for all of them together:
+        # each request also takes a turn from the shared pace after this client's own.
+        self._shared_pace = shared_pace
         # Told (endpoint, outcome) after every attempt: the code answered, or "error".
         self._on_answer = on_answer
         self._base_url = base_url.rstrip("/")
@@ -221,6 +241,7 @@ class SeedanceClient:
         attempt = 1
         while True:
             ticket = await self._wait_turn(urgent=urgent)
+            await self._wait_shared_turn()
             try:
                 data = await self._send(method, url, path, params, json, attempt, ticket)
             except ProviderError as exc:
@@ -239,6 +260,9 @@ class SeedanceClient:
                 )
                 if not isinstance(exc, ProviderRateLimited):
                     await asyncio.sleep(delay)
+                elif self._shared_pace is not None:
+                    # The other processes hold off too: the provider counts the key, not us.
+                    await self._shared_pace.hold_off(time.time() + delay)
                 # A 429 already moved the shared "not before" mark; _wait_turn honours it.
                 attempt += 1
             else:
@@ -434,6 +458,16 @@ class SeedanceClient:
             first = self._first_in_line()
             if first is not None:
                 first.set()
+
+    async def _wait_shared_turn(self) -> None:
+        """Wait for this request's turn among every process sharing the key."""
+        if self._shared_pace is None or self._max_rps <= 0:
+            return
+        # Paced at this client's own rate, so a 429 that halved it slows its share too.
+        start = await self._shared_pace.take(self._min_interval)
+        delay = start - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def _first_in_line(self) -> asyncio.Event | None:
         if self._waiting_generates and (
