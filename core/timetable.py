@@ -28,6 +28,8 @@ from db.tasks import Task
 # How many of each preset's latest renders the schedule learns from: recent enough to follow
 # the provider's speed as it changes, enough to see the spread.
 RENDERS_PER_PRESET = 20
+# On PostgreSQL other processes finish renders too: what they learn is read back this often.
+SHARED_RELOAD_SECONDS = 60.0
 
 
 class Timetable:
@@ -39,8 +41,11 @@ class Timetable:
         # Tests and the benchmark change these on a running bot.
         self.clock: Callable[[], float] = time.time
         self._wake = asyncio.Event()
-        # Each preset's latest renders, read once from the database, then kept up to date.
+        # Each preset's latest renders, read from the database, then kept up to date; read
+        # again every `reload_seconds` (None: this process is the database's only writer).
         self._renders: dict[Preset, deque[Render]] | None = None
+        self._loaded_at = 0.0
+        self.reload_seconds = SHARED_RELOAD_SECONDS if db.dialect == "postgres" else None
         self._loading = asyncio.Lock()
         self.longest_gap = LONGEST_GAP_SECONDS
 
@@ -74,9 +79,14 @@ class Timetable:
         return expect(await self._learned_renders(), (duration, sound))
 
     async def _learned_renders(self) -> dict[Preset, deque[Render]]:
-        """Each preset's latest renders: read from the database once, then kept up to date."""
+        """Each preset's latest renders: read from the database, then kept up to date."""
         async with self._loading:
-            if self._renders is None:
+            # Real time, not `clock`: it is about when other processes write, not the schedule.
+            stale = (
+                self.reload_seconds is not None
+                and time.monotonic() - self._loaded_at >= self.reload_seconds
+            )
+            if self._renders is None or stale:
                 renders: dict[Preset, deque[Render]] = {}
                 found = await task_store.recent_renders(self.db, per_preset=RENDERS_PER_PRESET)
                 # Oldest first, so that each preset's deque ends with its newest render.
@@ -84,6 +94,7 @@ class Timetable:
                     preset = (render.duration, render.sound)
                     self._remember(renders, preset, render.running_seconds, render.ready_seconds)
                 self._renders = renders
+                self._loaded_at = time.monotonic()
             return self._renders
 
     def _remember(

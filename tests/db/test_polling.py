@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from core.schedule import expect, learned
+from core.timetable import Timetable
 from db import Database
 from db import tasks as task_store
+from db.backends import open_database
+from tests import postgres
 from tests.harness import FOREVER, OWNER, claim, new_task
 
 GUILD = 10
@@ -92,3 +96,41 @@ async def test_overdue_tasks_get_turns_oldest_first_at_the_given_pace(db: Databa
     assert await due_at(not_yet) == now + 50
     due = await task_store.claim_due(db, owner=OWNER, now=now + 0.5, lease_until=FOREVER, limit=10)
     assert [task.id for task in due] == [late[0], late[1], late[2]]
+
+
+async def test_renders_another_process_finishes_are_learned_here_at_the_next_reload(
+    postgres_server: str,
+) -> None:
+    async with postgres.fresh_database() as url:
+        mine, theirs = await open_database(url), await open_database(url)
+        try:
+            timetable = Timetable(mine, poll_interval_seconds=5.0)
+            assert timetable.reload_seconds is not None, "PostgreSQL may have other writers"
+            timetable.reload_seconds = 3600.0
+            assert await timetable.expectation(5, False) is None
+            # The other process polls a render of the same preset and finds it done.
+            task_id = await rendering(theirs, 1, NEVER)
+            await claim(theirs, task_id)
+            await task_store.still_running(
+                theirs, task_id, owner=OWNER, running_seconds=30.0, next_poll_at=NEVER
+            )
+            await claim(theirs, task_id)
+            assert await task_store.mark_delivering(
+                theirs,
+                task_id,
+                ("https://cdn/x.mp4",),
+                owner=OWNER,
+                ready_seconds=40.0,
+                next_poll_at=NEVER,
+            )
+            assert await timetable.expectation(5, False) is None, "not reloaded yet"
+
+            timetable.reload_seconds = 0.0
+            render = learned(30.0, 40.0, timetable.schedule)
+            assert render is not None
+            assert await timetable.expectation(5, False) == expect(
+                {(5, False): [render]}, (5, False)
+            )
+        finally:
+            await mine.close()
+            await theirs.close()
