@@ -60,8 +60,8 @@ async def open_bot(
             options = {
                 "max_rps": settings.provider_max_rps,
                 "on_answer": monitoring.provider_answered,
-                # Several processes share the key only on PostgreSQL; SQLite allows one.
-                "shared_pace": coordination.ProviderPace(db) if db.dialect == "postgres" else None,
+                # Only processes on a shared database (PostgreSQL) call with the same key.
+                "shared_pace": coordination.ProviderPace(db) if db.shared else None,
                 **(client_options or {}),
             }
             provider = SeedanceClient(session, base, settings.seedance_api_key, **options)

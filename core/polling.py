@@ -26,6 +26,9 @@ from provider.errors import ProviderError
 log = logging.getLogger(__name__)
 
 MAX_IDLE_SECONDS = 30.0
+# On a shared database another process's new or abandoned work wakes nothing here: look
+# for it this often, so a task is taken over within a second of its lease running out.
+SHARED_IDLE_SECONDS = 1.0
 # How often to look for charged tasks whose submitter's lease ran out (it was cut off).
 SWEEP_EVERY_SECONDS = 30.0
 STOP_GRACE_SECONDS = 10.0
@@ -60,6 +63,11 @@ class Poller:
         self._last_sweep = float("-inf")
         self._sweep: asyncio.Task[None] | None = None
         self.sweep_every = SWEEP_EVERY_SECONDS
+        self.idle_seconds = MAX_IDLE_SECONDS
+        if db.shared:
+            self.idle_seconds = SHARED_IDLE_SECONDS
+            # A process that died mid-submission leaves a charge; refund it a lease later.
+            self.sweep_every = min(SWEEP_EVERY_SECONDS, settings.work_lease_seconds)
 
     @property
     def in_flight(self) -> int:
@@ -154,8 +162,8 @@ class Poller:
         next_due = await task_store.next_due_at(db, owner=self.owner)
         until_sweep = self._last_sweep + self.sweep_every - self.timetable.clock()
         if next_due is None:
-            return max(0.0, min(until_sweep, MAX_IDLE_SECONDS))
-        return max(0.0, min(next_due - self.timetable.clock(), until_sweep, MAX_IDLE_SECONDS))
+            return max(0.0, min(until_sweep, self.idle_seconds))
+        return max(0.0, min(next_due - self.timetable.clock(), until_sweep, self.idle_seconds))
 
     async def _handle(self, task: Task) -> None:
         # `task` is the row just claimed; no other job, here or in another process, touches

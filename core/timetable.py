@@ -28,7 +28,7 @@ from db.tasks import Task
 # How many of each preset's latest renders the schedule learns from: recent enough to follow
 # the provider's speed as it changes, enough to see the spread.
 RENDERS_PER_PRESET = 20
-# On PostgreSQL other processes finish renders too: what they learn is read back this often.
+# On a shared database other processes finish renders too: what they learn is read back this often.
 SHARED_RELOAD_SECONDS = 60.0
 
 
@@ -45,7 +45,7 @@ class Timetable:
         # again every `reload_seconds` (None: this process is the database's only writer).
         self._renders: dict[Preset, deque[Render]] | None = None
         self._loaded_at = 0.0
-        self.reload_seconds = SHARED_RELOAD_SECONDS if db.dialect == "postgres" else None
+        self.reload_seconds = SHARED_RELOAD_SECONDS if db.shared else None
         self._loading = asyncio.Lock()
         self.longest_gap = LONGEST_GAP_SECONDS
 

@@ -137,6 +137,9 @@ class Database(ABC):
     # How a `SELECT … LIMIT n` that picks rows to claim says "skip rows another transaction
     # is claiming": PostgreSQL's row locks; SQLite has one writer, so nothing to skip.
     skip_locked: ClassVar[str] = ""
+    # Whether other processes may write here too: then this one must look for their work
+    # and lessons (PostgreSQL), rather than trust that it wrote everything itself (SQLite).
+    shared: ClassVar[bool] = False
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Connection]:

@@ -139,6 +139,7 @@ class PostgresDatabase(Database):
 
     dialect = "postgres"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    shared = True
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
