@@ -26,8 +26,18 @@ def point_at_fake_discord() -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(os.environ["FAKE_DISCORD_GATEWAY"])
 
 
+def shorten_identify_gap() -> None:
+    """Discord's 5 s between two IDENTIFYs, as short as the test asks (still enforced)."""
+    gap = os.environ.get("FAKE_DISCORD_IDENTIFY_GAP")
+    if gap:
+        import core.bot
+
+        core.bot.IDENTIFY_GAP_SECONDS = float(gap)
+
+
 if __name__ == "__main__":
     point_at_fake_discord()
+    shorten_identify_gap()
     import bot
 
     sys.exit(bot.main())

@@ -136,6 +136,7 @@ class BotProcess:
             "FAKE_DISCORD_API": self.fake.api_base,
             "FAKE_DISCORD_BASE": self.fake.base_url,
             "FAKE_DISCORD_GATEWAY": self.fake.gateway_url,
+            "FAKE_DISCORD_IDENTIFY_GAP": str(IDENTIFY_GAP),
             "PYTHONPATH": str(ROOT),
             **self.env,
         }
