@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pathlib
 import secrets
 import socket
 import time
@@ -32,8 +33,8 @@ class Claims:
         # Leases are on the poller's clock, the one next_poll_at is written on.
         self.clock = clock
         self.lease_seconds = settings.work_lease_seconds
-        host = socket.gethostname()
-        self.owner = f"{host}:{os.getpid()}:{secrets.token_hex(3)}"
+        host = _where_pids_are_seen()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         shard_ids = settings.shard_ids if settings.gateway else ()
         self.process = Process(self.owner, host, os.getpid(), settings.shard_count, shard_ids)
         # Whether the database serves this process alone (SQLite).
@@ -134,6 +135,20 @@ class Claims:
                 log.info("Handed back %d tasks for another process or the next start", released)
             await coordination.unregister_process(self.db, self.owner)
             self._held.clear()
+
+
+def _where_pids_are_seen() -> str:
+    """Name the place whose pids this process can check: the host, its boot, its pid namespace.
+
+    Containers may share a hostname and each run as pid 1; only a process that sees the same
+    pids may judge another dead by its pid being gone.
+    """
+    try:
+        boot = pathlib.Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:")
+    except OSError:
+        return socket.gethostname()  # no /proc: the hostname alone
+    return f"{socket.gethostname()}#{boot}{namespace}"
 
 
 def _pid_alive(pid: int) -> bool:

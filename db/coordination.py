@@ -20,6 +20,7 @@ class Process:
 
     id: str
     host: str
+    """Where `pid` means this process: the hostname, then its boot and pid namespace."""
     pid: int
     shard_count: int | None
     shard_ids: tuple[int, ...] | None
@@ -32,7 +33,8 @@ class Process:
         else:
             shards = "shards " + ",".join(map(str, self.shard_ids))
         count = "Discord's count" if self.shard_count is None else f"SHARD_COUNT={self.shard_count}"
-        return f"pid {self.pid} on {self.host} ({shards} of {count})"
+        host = self.host.partition("#")[0]  # the machine's name, without its pid namespace
+        return f"pid {self.pid} on {host} ({shards} of {count})"
 
 
 def conflict(mine: Process, other: Process) -> str | None:

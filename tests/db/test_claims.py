@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
 
+from core.claims import Claims
+from core.settings import Settings
 from db import Database, ProcessConflict, coordination, credits
 from db import tasks as task_store
+from db.backends import open_database
 from db.coordination import Process
 from db.sqlite import SqliteDatabase
 from db.states import TaskState
+from tests import postgres
 from tests.harness import FOREVER, new_task
 
 GUILD, USER = 10, 7
@@ -135,3 +143,46 @@ async def test_a_second_process_on_one_sqlite_file_is_refused_until_the_first_en
         assert second.keep_to_this_process(), "the lock goes with the first process"
     finally:
         await second.close()
+
+
+def a_pid_that_is_gone() -> int:
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(ended.stdout)
+
+
+@pytest.mark.parametrize(
+    ("where", "freed"),
+    [("this machine", True), ("a container with the same hostname", False)],
+)
+async def test_a_dead_process_is_forgotten_at_once_only_where_its_pid_can_be_checked(
+    postgres_server: str, where: str, freed: bool
+) -> None:
+    async with postgres.fresh_database() as url:
+        db = await open_database(url)
+        try:
+            settings = Settings(discord_token="t", seedance_api_key="k", database_url=url)
+            mine = Claims(db, settings, clock=lambda: NOW)
+            place = mine.process.host
+            if where != "this machine":
+                # Its own pid namespace: a pid missing here says nothing about it.
+                place = place.partition("#")[0] + "#0000000[4026530000]"
+            dead = Process("dead", place, a_pid_that_is_gone(), None, ())
+            await coordination.register_process(db, dead, now=time.time(), lease=LEASE)
+            task_id = await rendering_task(db)
+            assert await claim(db, "dead", NOW) == [task_id]
+
+            await mine.start()
+            try:
+                taken = await claim(db, mine.owner, NOW + 1)
+                alive = {process.id for process in await coordination.processes(db)}
+            finally:
+                await mine.stop()
+            assert (taken == [task_id]) is freed
+            assert ("dead" in alive) is not freed
+        finally:
+            await db.close()
