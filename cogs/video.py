@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from core import guards, texts
 from core.cards import balance_card, history_card, refill_text, task_card
-from core.clip_buttons import is_clip_button, result_view
+from core.clip_buttons import DYNAMIC_ITEMS, is_clip_button, result_view
 from core.embeds import quote
 from core.errors import UserFacingError
 from core.members import NO_MENTIONS, is_server_admin, member_role_ids
@@ -62,12 +62,15 @@ class Video(commands.GroupCog, group_name="video", group_description="Make AI vi
         )
 
     async def cog_load(self) -> None:
-        """Add the message context menu."""
+        """Add the message context menu and the buttons under clips."""
         self.bot.tree.add_command(self.animate_menu)
+        # Buttons under clips posted before this start keep working.
+        self.bot.add_dynamic_items(*DYNAMIC_ITEMS)
 
     async def cog_unload(self) -> None:
-        """Remove the message context menu."""
+        """Remove the message context menu and the clip buttons."""
         self.bot.tree.remove_command(self.animate_menu.name, type=self.animate_menu.type)
+        self.bot.remove_dynamic_items(*DYNAMIC_ITEMS)
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[VideoBot]) -> None:

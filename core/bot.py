@@ -16,7 +16,6 @@ from discord.ext import commands
 
 from core import guards, monitoring, texts
 from core.claims import Claims
-from core.clip_buttons import DYNAMIC_ITEMS
 from core.errors import UserFacingError
 from core.generation import Starter
 from core.members import NO_MENTIONS
@@ -130,15 +129,13 @@ class VideoBot(commands.AutoShardedBot):
         monitoring.interaction_received(interaction.id)
 
     async def setup_hook(self) -> None:
-        """Take this process's place, serve metrics, register buttons, load, sync commands."""
+        """Take this process's place, serve metrics, load the cogs, sync commands."""
         # First: a process that may not run here (ProcessConflict) must not touch any task.
         await self.claims.start()
         if self.settings.metrics_port is not None:
             # First, so that /healthz answers (503) while the rest of the start runs.
             self.monitoring = monitoring.MonitoringServer(self)
             await self.monitoring.start()
-        # Buttons under clips posted before this start keep working.
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in EXTENSIONS:
             try:
                 await self.load_extension(extension)
