@@ -9,11 +9,21 @@ import pytest
 
 from provider.simulator import ProviderSimulator
 from tests.e2e import openapi
-from tests.e2e.live import LiveHarness, live_bot
+from tests.e2e.live import STARTED, LiveHarness, live_bot
 from tests.fakediscord import FakeDiscord
 from tests.harness import bot_settings, errors_logged
 
 HEARTBEAT_MS = 200
+
+
+@pytest.fixture(autouse=True)
+async def no_bot_process_outlives_its_test() -> AsyncIterator[None]:
+    """Kill what a failed test left running, so it cannot poll into the next test's fakes."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.process is not None and process.process.returncode is None:
+            await process.kill()
 
 
 @pytest.fixture

@@ -39,6 +39,8 @@ GUILD_READY_TIMEOUT = 0.05
 IDENTIFY_GAP = 0.2
 # Figures the suite prints at the end (a figure to watch, not a timed assertion).
 FIGURES: dict[str, str] = {}
+# Every bot.py process a test started: one a failed test left running is killed after it.
+STARTED: list[BotProcess] = []
 
 
 @dataclass
@@ -140,6 +142,7 @@ class BotProcess:
             "PYTHONPATH": str(ROOT),
             **self.env,
         }
+        STARTED.append(self)
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(ROOT / "tests" / "e2e" / "launch.py"),
